@@ -1,0 +1,9 @@
+"""irc: compile Keras, Caffe and ONNX models into SAS Viya deep-learning models."""
+__version__ = "0.1.0"
+
+
+def compile(source, **kwargs):  # noqa: A001 - mirrors the CLI verb
+    """Compile a model into a :class:`irc.backends.viya.model.ViyaModel`; see :func:`irc.api.compile`."""
+    from irc.api import compile as _compile
+
+    return _compile(source, **kwargs)

@@ -1,0 +1,70 @@
+"""The Python API: ``irc.compile(source, ...) -> ViyaModel``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from irc.errors import InvalidModel
+from irc.ir.graph import Graph
+
+
+def frontend_for(source) -> str:
+    """Which frontend reads ``source`` (a path or an in-memory model)."""
+    import onnx
+
+    if isinstance(source, onnx.ModelProto):
+        return "onnx"
+    if isinstance(source, (str, Path)):
+        suffix = Path(source).suffix.lower()
+        if suffix == ".onnx":
+            return "onnx"
+        if suffix in (".prototxt", ".caffemodel"):
+            return "caffe"
+        if suffix in (".keras", ".h5", ".hdf5"):
+            return "keras"
+        raise InvalidModel(f"unknown model file type {suffix or '(no suffix)'!r}", file=str(source),
+                           hint="irc reads .onnx files (Keras .keras/.h5 and Caffe .prototxt "
+                                "have their own frontends)")
+    raise InvalidModel(f"cannot compile an object of type {type(source).__name__}",
+                       hint="pass an .onnx path or an onnx.ModelProto")
+
+
+def import_model(source, input_shape=None) -> Graph:
+    """The source model as an IR graph (before any pass)."""
+    kind = frontend_for(source)
+    if kind == "onnx":
+        from irc.frontends.onnx import import_onnx
+
+        return import_onnx(source, input_shapes=input_shape)
+    raise InvalidModel(f"the {kind} frontend is not available yet", file=str(source),
+                       hint="convert the model to ONNX first, or see the open issues")
+
+
+def optimize(graph: Graph, pipeline=None, instruments=(), ctx=None) -> Graph:
+    from irc.passes.manager import PassManager
+    from irc.passes.pipeline import DEFAULT_PIPELINE
+
+    return PassManager(pipeline or DEFAULT_PIPELINE, instruments, ctx).run(graph)
+
+
+def compile(source, name: str | None = None, input_shape=None, input_options: dict | None = None,
+            pipeline=None, instruments=()):  # noqa: A001 - the public name users expect
+    """Compile ``source`` (an .onnx path or ModelProto) into a :class:`ViyaModel`.
+
+    ``input_shape``: a shape for a single-input model, or {input name: shape}, fixing dynamic
+    dimensions. ``input_options``: Viya input preprocessing ``scale``, ``offsets``, ``normstds``
+    (the source model is assumed to receive ``(x*scale - offsets)/normstds``).
+    """
+    from irc.backends.viya.lower import lower
+
+    graph = import_model(source, input_shape)
+    optimize(graph, pipeline, instruments)
+    label = "<ModelProto>" if not isinstance(source, (str, Path)) else str(source)
+    model = lower(graph, name=name or _default_name(source, graph), input_options=input_options,
+                  label=label)
+    return model
+
+
+def _default_name(source, graph: Graph) -> str:
+    if isinstance(source, (str, Path)):
+        return Path(source).stem
+    return graph.name or "model"

@@ -1,0 +1,32 @@
+"""The KERAS-format HDF5 weights file that dlImportModelWeights reads (viya-target.md §5).
+
+Written layer by layer: each weight is computed, written and dropped before the next, so peak
+memory stays near the largest single layer.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+
+def _fixed_bytes(names: list[str]) -> np.ndarray:
+    """Fixed-length byte strings, as Keras itself writes name lists."""
+    width = max((len(n) for n in names), default=1)
+    return np.array([n.encode("ascii") for n in names], dtype=f"S{max(width, 1)}")
+
+
+def write_weights(model, path: Path, progress=None) -> None:
+    weighted = model.weighted_layers()
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = _fixed_bytes([layer.name for layer in weighted])
+        for layer in weighted:
+            group = f.create_group(layer.name)
+            names = layer.weight_names()
+            group.attrs["weight_names"] = _fixed_bytes([f"{layer.name}/{w}:0" for w in names])
+            for w in names:
+                # "<L>/<w>:0" inside group "/<L>" makes the dataset /<L>/<L>/<w>:0
+                group.create_dataset(f"{layer.name}/{w}:0", data=layer.weights[w].array())
+            if progress is not None:
+                progress(layer.name)

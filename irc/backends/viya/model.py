@@ -1,0 +1,107 @@
+"""The compiled Viya model: ordered layers with options, sources and lazily computed weights.
+
+A :class:`ViyaModel` is what lowering produces and what every writer reads. Weights are
+callables: a weight is computed (transposed, eps added, ...) only when a writer asks for it,
+one layer at a time, so a big model is never held twice in memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from irc import __version__
+
+# Canonical dataset order per layer kind (viya-target.md §5.3).
+WEIGHT_ORDER = {
+    "convo": ("kernel", "bias"),
+    "groupconvo": ("kernel", "bias"),
+    "fc": ("kernel", "bias"),
+    "output": ("kernel", "bias"),
+    "batchnorm": ("gamma", "beta", "moving_mean", "moving_variance"),
+}
+
+
+@dataclass
+class LazyWeight:
+    shape: tuple[int, ...]
+    compute: Callable[[], np.ndarray]
+
+    def array(self) -> np.ndarray:
+        data = np.asarray(self.compute(), dtype=np.float32)  # always float32 (trap 35)
+        if data.shape != self.shape:
+            raise AssertionError(f"weight computed as {data.shape}, declared {self.shape}")
+        return data
+
+
+@dataclass
+class ViyaLayer:
+    name: str
+    kind: str  # addLayer type: input, convo, groupconvo, pool, fc, output, batchnorm, ...
+    options: dict  # the addLayer `layer` payload without `type`
+    sources: list[str] = field(default_factory=list)
+    weights: dict[str, LazyWeight] = field(default_factory=dict)
+    source_nodes: tuple[str, ...] = ()  # provenance: source graph nodes
+    out_shape: tuple[int, ...] = ()  # (C, H, W) or (n,)
+
+    def weight_names(self) -> list[str]:
+        return [w for w in WEIGHT_ORDER.get(self.kind, ()) if w in self.weights]
+
+    def layer_payload(self) -> dict:
+        return {"type": self.kind, **self.options}
+
+
+@dataclass
+class ViyaModel:
+    name: str
+    layers: list[ViyaLayer]
+    model_type: str = "CNN"
+    outputs: dict[str, str] = field(default_factory=dict)  # source output -> viya layer
+    inputs: dict[str, str] = field(default_factory=dict)  # source input -> viya layer
+    input_info: dict = field(default_factory=dict)
+    source: str = ""
+    notes: list[str] = field(default_factory=list)  # open points this model relies on
+    verification: object | None = None  # filled by compile(verify=True)
+
+    @property
+    def weights_file(self) -> str:
+        return f"{self.name}_weights.kerasmodel.h5"
+
+    def layer(self, name: str) -> ViyaLayer:
+        return next(layer for layer in self.layers if layer.name == name)
+
+    def weighted_layers(self) -> list[ViyaLayer]:
+        return [layer for layer in self.layers if layer.weights]
+
+    def weight_bytes(self) -> int:
+        return sum(4 * int(np.prod(w.shape)) for layer in self.layers for w in layer.weights.values())
+
+    # ---- artifacts ------------------------------------------------------------------------
+    def payloads(self) -> dict:
+        """model.json content: the exact keyword arguments of each CAS action."""
+        from irc.backends.viya.payloads import build_payloads
+
+        return build_payloads(self, __version__)
+
+    def to_frame(self):
+        """The materialised model table as a pandas DataFrame (five columns)."""
+        from irc.backends.viya.table import table_frame
+
+        return table_frame(self)
+
+    def save(self, outdir, force: bool = False, progress=None) -> Path:
+        """Write the four artifacts into ``outdir`` atomically."""
+        from irc.backends.viya.writer import save_model
+
+        return save_model(self, Path(outdir), force=force, progress=progress)
+
+    def summary(self) -> str:
+        lines = [f"Viya model {self.name!r} ({self.model_type}), {len(self.layers)} layers, "
+                 f"{self.weight_bytes() / 1e6:.1f} MB of weights"]
+        for layer in self.layers:
+            src = ",".join(layer.sources)
+            shape = "x".join(str(d) for d in layer.out_shape)
+            lines.append(f"  {layer.name:<28} {layer.kind:<10} <- {src:<28} {shape}")
+        return "\n".join(lines)

@@ -1,0 +1,169 @@
+"""The materialised model table (path b, viya-target.md §4): five columns, server vocabulary.
+
+Only items whose key strings, labels and codes have been seen in server-written tables are
+written. Anything else raises :class:`TableNotExpressible` naming the layer and the item; the
+payloads in model.json remain the way to build such a model.
+"""
+from __future__ import annotations
+
+import math
+
+from irc.errors import IrcError
+
+COLUMNS = ["_DLKey0_", "_DLKey1_", "_DLChrVal_", "_DLNumVal_", "_DLLayerID_"]
+
+MODEL_TYPE = {"CNN": ("Convolutional Neural Network", 2), "RNN": ("Recurrent Neural Network", 3)}
+LAYER_TYPE = {  # kind -> (label, code, key prefix)
+    "input": ("Input Layer", 1, "inputopts"),
+    "convo": ("Convolution Layer", 2, "convopts"),
+    "pool": ("Pooling Layer", 3, "poolingopts"),
+    "fc": ("Full Connect Layer", 4, "fcopts"),
+    "output": ("Output Layer", 5, "outputopts"),
+    "batchnorm": ("Batch Normalization Layer", 8, "bnopts"),
+    "concat": ("Concat (i.e., concatenation) Layer", 10, "concatopts"),
+    "reshape": ("", 14, "reshapeopts"),
+}
+ACT = {"identity": ("Identity", 1), "softmax": ("Softmax", 7), "relu": ("Rectifier", 8),
+       "leaky": ("Leaky Activation function", 12)}
+XAVIER = ("Xavier", 1)
+
+
+class TableNotExpressible(IrcError):
+    kind = "model table"
+
+
+class _Rows:
+    def __init__(self, layer, layer_id):
+        self.layer, self.layer_id = layer, layer_id
+        self.prefix = LAYER_TYPE[layer.kind][2]
+        self.rows = []
+
+    def num(self, key, value):
+        self.rows.append((self.layer.name, f"{self.prefix}.{key}", key.split(".")[-1],
+                          float(value), self.layer_id))
+
+    def enum(self, key, label_code):
+        label, code = label_code
+        self.rows.append((self.layer.name, f"{self.prefix}.{key}", label, float(code),
+                          self.layer_id))
+
+    def act(self):
+        act = self.layer.options["act"]
+        if act not in ACT:
+            self.fail(f"activation {act!r} has no known table code")
+        self.enum("act", ACT[act])
+
+    def fail(self, item):
+        raise TableNotExpressible(f"layer {self.layer.name!r} ({self.layer.kind}): {item}",
+                                  hint="use the buildModel/addLayer payloads in model.json, "
+                                       "which express every layer irc emits")
+
+    def auto_padding(self):
+        if "paddingheight" in self.layer.options:
+            self.fail("explicit padding has no verified table encoding (only -1 = automatic)")
+        for side in ("pad_bottom", "pad_left", "pad_right", "pad_top"):
+            self.num(side, -1)
+
+    def strides(self):
+        sv, sh = self.layer.options["stridevertical"], self.layer.options["stridehorizontal"]
+        if sv != sh:
+            self.fail("the `stride` row for unequal strides is unknown")
+        self.num("stride", sv)
+        self.num("stride_height", sv)
+        self.num("stride_width", sh)
+
+    def training_defaults(self, with_dropout=True):
+        # Values the server writes for options that do not matter at inference (§4.4).
+        if with_dropout:
+            self.num("dropout", 0)
+        self.num("initbias", 0)
+        self.num("mean", 0)
+        self.num("std", 1)
+        self.num("truncfact", 0)
+        self.enum("init", XAVIER)
+
+
+def _layer_rows(layer, layer_id) -> list[tuple]:
+    if layer.kind not in LAYER_TYPE:
+        raise TableNotExpressible(f"layer {layer.name!r}: layer type {layer.kind!r} has no "
+                                  "known table label/code",
+                                  hint="use the buildModel/addLayer payloads in model.json")
+    label, code, _ = LAYER_TYPE[layer.kind]
+    r = _Rows(layer, layer_id)
+    r.rows.append((layer.name, "layertype", label, float(code), layer_id))
+    o = layer.options
+    if layer.kind == "input":
+        for key in ("nchannels", "width", "height", "scale"):
+            r.num(key, o[key])
+        r.num("dropout", 0)
+        for i, v in enumerate(o["offsets"]):
+            r.rows.append((layer.name, f"inputopts.offsets.{i}", "offsets", float(v), layer_id))
+        if "normstds" in o:
+            r.fail("normStds rows were never observed in a server table")
+        r.enum("crop", ("No cropping", 1))
+        r.enum("flip", ("No flipping", 1))
+        r.enum("mutation", ("No mutations", 1))
+        r.enum("std", ("No Standardization", 2))
+    elif layer.kind == "convo":
+        r.num("nfilters", o["nfilters"])
+        r.num("width", o["width"])
+        r.num("height", o["height"])
+        r.strides()
+        r.num("no_bias", 0 if o["includebias"] else 1)
+        r.training_defaults()
+        r.auto_padding()
+        r.act()
+    elif layer.kind == "pool":
+        if o["pool"] != "max":
+            r.fail(f"pooling type {o['pool']!r} has no known table code")
+        r.num("width", o["width"])
+        r.num("height", o["height"])
+        r.strides()
+        r.num("dropout", 0)
+        r.auto_padding()
+        r.enum("poolingtype", ("Max Pooling", 1))
+    elif layer.kind in ("fc", "output"):
+        r.num("n", o["n"])
+        r.num("no_bias", 0 if o["includebias"] else 1)
+        r.training_defaults(with_dropout=layer.kind == "fc")
+        r.act()
+        if layer.kind == "output":
+            r.num("noFullConnect", 0 if o["fullconnect"] else 1)
+            r.num("target_std", 2)
+            r.enum("error", ("Automatic", 0))
+    elif layer.kind == "batchnorm":
+        r.act()
+    elif layer.kind == "concat":
+        r.act()
+        r.num("concat", 0)
+    elif layer.kind == "reshape":
+        for key in ("width", "height", "depth"):
+            r.num(key, o[key])
+        r.num("reshapeorder", 0)
+        r.act()
+    return r.rows
+
+
+def table_rows(model) -> list[tuple]:
+    """Every row of the model table, or :class:`TableNotExpressible`."""
+    if model.model_type not in MODEL_TYPE:
+        raise TableNotExpressible(f"model type {model.model_type!r} has no known code")
+    label, code = MODEL_TYPE[model.model_type]
+    rows = [(model.name, "modeltype", label, float(code), math.nan)]
+    ids = {layer.name: i for i, layer in enumerate(model.layers)}
+    for layer_id, layer in enumerate(model.layers):
+        rows += _layer_rows(layer, float(layer_id))
+        for k, src in enumerate(layer.sources):
+            rows.append((layer.name, f"srclayers.{k}", src, float(ids[src]), float(layer_id)))
+    return rows
+
+
+def table_frame(model):
+    import pandas as pd
+
+    return pd.DataFrame(table_rows(model), columns=COLUMNS)
+
+
+def write_table_csv(model, path) -> None:
+    """CSV as the corpus tables are written: missing numbers as empty fields."""
+    table_frame(model).to_csv(path, index=False, na_rep="")

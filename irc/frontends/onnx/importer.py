@@ -1,0 +1,154 @@
+"""ONNX -> IR: scan for unsupported ops, then one handler per node.
+
+Every problem found while converting (bad attribute values, non-constant weights, ops Viya
+cannot express) is collected and reported once, at the end, in one error naming each node.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from irc.errors import UnsupportedAttribute, UnsupportedOp
+from irc.frontends.registry import HandlerRegistry, format_unsupported
+from irc.ir.graph import Graph, Provenance
+from irc.ir.tensors import BATCH, TensorType
+from irc.frontends.onnx import loader
+
+ONNX_OPS = HandlerRegistry("ONNX")
+
+
+def node_label(node: onnx.NodeProto, index: int) -> str:
+    return node.name or f"{node.op_type}#{index}"
+
+
+def decode_attrs(node: onnx.NodeProto) -> dict:
+    attrs = {}
+    for a in node.attribute:
+        value = helper.get_attribute_value(a)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        elif isinstance(value, list) and value and isinstance(value[0], bytes):
+            value = [v.decode("utf-8", "replace") for v in value]
+        attrs[a.name] = value
+    return attrs
+
+
+class OnnxImporter:
+    def __init__(self, model: onnx.ModelProto, label: str, base_dir: Path | None, input_shapes):
+        self.model = model
+        self.label = label
+        self.base_dir = base_dir
+        self.opset = loader.check_opset(model, label)
+        self.graph = Graph(_graph_name(model, label))
+        self.problems: list[tuple[str, str]] = []
+        self._input_shapes = input_shapes
+        self._types: dict[str, TensorType] = {}
+        self._batch_values: set[str] = set()  # values computed from a graph input
+        self._current: str | None = None
+
+    # ---- handler helpers ------------------------------------------------------------------
+    def problem(self, message: str) -> None:
+        self.problems.append((self._current or "?", message))
+
+    def is_const(self, name: str) -> bool:
+        return bool(name) and self.graph.has_value(name) and self.graph.is_const(name)
+
+    def const(self, name: str) -> np.ndarray | None:
+        return self.graph.const(name) if self.is_const(name) else None
+
+    def type_of(self, name: str) -> TensorType | None:
+        if self.graph.has_value(name):
+            return self.graph.value(name).type
+        return None
+
+    def add_const(self, name: str, array: np.ndarray) -> str:
+        return self.graph.add_const(name, np.ascontiguousarray(array)).name
+
+    def emit(self, op_type: str, node: onnx.NodeProto, inputs: list[str] | None = None,
+             attrs: dict | None = None, outputs: list[str] | None = None) -> None:
+        """Add the IR op for ``node``; output types come from ONNX shape inference."""
+        inputs = list(node.input) if inputs is None else inputs
+        outputs = [o for o in (node.output if outputs is None else outputs) if o]
+        batch = any(i in self._batch_values for i in inputs if i)
+        out_types = []
+        for out in outputs:
+            ttype = self._types.get(out)
+            if ttype is None:
+                self.problem(f"the shape of {out!r} cannot be inferred statically")
+                return
+            if batch and ttype.rank:
+                ttype = TensorType((BATCH,) + ttype.shape[1:], ttype.dtype)
+                self._batch_values.add(out)
+            out_types.append((out, ttype))
+        self.graph.add_node(op_type, inputs, out_types, attrs or {}, name=self._current,
+                            provenance=Provenance((self._current,)))
+
+    def alias(self, dst: str, src: str, node: onnx.NodeProto) -> None:
+        """``dst`` is ``src`` (an op that computes nothing): emit an Identity for later removal."""
+        self.emit("Identity", node, [src], {}, [dst])
+
+    # ---- the import -----------------------------------------------------------------------
+    def scan_unsupported(self) -> None:
+        items = [(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}",
+                  node_label(n, i)) for i, n in enumerate(self.model.graph.node)]
+        missing = ONNX_OPS.unsupported(items)
+        if missing:
+            raise UnsupportedOp(format_unsupported(
+                "ONNX", missing, "irc supports: " + ", ".join(ONNX_OPS.op_types())
+                + ". Replace these ops in the source model (or see `irc ops`)."), file=self.label)
+
+    def run(self) -> Graph:
+        self.scan_unsupported()
+        g = self.model.graph
+        self._types = loader.infer_types(self.model, self._input_shapes, self.label)
+        init_names = set()
+        for tensor in g.initializer:
+            handle = loader.store_initializer(self.graph.weights, tensor, self.base_dir, self.label)
+            self.graph.add_const(tensor.name, handle)
+            init_names.add(tensor.name)
+        for inp in g.input:
+            if inp.name in init_names:
+                continue
+            t = self._types[inp.name]
+            self.graph.add_input(inp.name, TensorType((BATCH,) + t.shape[1:], t.dtype))
+            self._batch_values.add(inp.name)
+        for index, node in enumerate(g.node):
+            self._current = self.graph.unique_node_name(_safe(node_label(node, index)))
+            handler = ONNX_OPS.get(node.op_type)
+            handler.fn(self, node, decode_attrs(node))
+        self._current = None
+        self.graph.outputs = [o.name for o in g.output]
+        if self.problems:
+            lines = [f"  {name}: {msg}" for name, msg in self.problems]
+            raise UnsupportedAttribute(
+                f"{len(self.problems)} problem(s) converting the ONNX graph:\n" + "\n".join(lines),
+                file=self.label, hint="each listed node computes something Viya cannot; change it "
+                                      "in the source model")
+        missing = [o for o in self.graph.outputs if not self.graph.has_value(o)]
+        if missing:
+            raise UnsupportedAttribute(f"graph outputs {missing} are never computed", file=self.label)
+        self.graph.validate()
+        return self.graph
+
+
+def _safe(name: str) -> str:
+    return name or "node"
+
+
+def _graph_name(model: onnx.ModelProto, label: str) -> str:
+    if model.graph.name:
+        return model.graph.name
+    return Path(label).stem if label else "model"
+
+
+def import_onnx(source, input_shapes=None, label: str | None = None) -> Graph:
+    """An ONNX file path or ModelProto as an IR graph (weights by reference)."""
+    # Importing the handler module fills the registry.
+    from irc.frontends.onnx import handlers  # noqa: F401
+
+    label = label or (str(source) if not isinstance(source, onnx.ModelProto) else "<ModelProto>")
+    model, base_dir = loader.load_model(source, label)
+    return OnnxImporter(model, label, base_dir, input_shapes).run()

@@ -1,0 +1,169 @@
+"""Reading ONNX models: files (external data memory-mapped) or in-memory protos, and shapes.
+
+Weights are never copied here: inline initializers become read-only views on the protobuf
+bytes, external ones memory-mapped views on their files. Shape inference runs on a skeleton of
+the model whose large initializers are stubs, so a big model is not serialised again.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import TensorProto, helper, numpy_helper
+
+from irc.errors import InvalidModel, UnsupportedAttribute
+from irc.ir.tensors import TensorType, WeightStore
+
+MIN_OPSET, MAX_OPSET = 9, 21
+# Initializers up to this size are kept in the shape-inference skeleton (shape constants).
+_SKELETON_KEEP_ELEMENTS = 4096
+
+
+def load_model(source, label: str) -> tuple[onnx.ModelProto, Path | None]:
+    """The ModelProto (external data not loaded) and the folder its external data lives in."""
+    if isinstance(source, onnx.ModelProto):
+        return source, None
+    path = Path(source)
+    if not path.is_file():
+        raise InvalidModel("file not found", file=label, hint="check the path")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError, OSError) as exc:
+        raise InvalidModel(f"not a readable ONNX file ({type(exc).__name__}: {exc})", file=label,
+                           hint="the file may be truncated or not an ONNX model") from None
+    if not model.graph.node or not model.opset_import:
+        raise InvalidModel("not an ONNX model: no graph nodes or no opset", file=label,
+                           hint="the file may be truncated or not an ONNX model")
+    return model, path.parent
+
+
+def check_opset(model: onnx.ModelProto, label: str) -> int:
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise InvalidModel(f"default-domain opset {opset} is outside the supported {MIN_OPSET}.."
+                           f"{MAX_OPSET}", file=label,
+                           hint="convert it with onnx.version_converter.convert_version(model, 17)")
+    return opset
+
+
+def _external_info(tensor: TensorProto) -> dict[str, str]:
+    return {e.key: e.value for e in tensor.external_data}
+
+
+def store_initializer(store: WeightStore, tensor: TensorProto, base_dir: Path | None,
+                      label: str):
+    """A handle to the initializer's data, without copying it."""
+    dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    shape = tuple(tensor.dims)
+    if tensor.data_location == TensorProto.EXTERNAL:
+        info = _external_info(tensor)
+        location = info.get("location", "")
+        if base_dir is None:
+            raise InvalidModel(f"initializer {tensor.name!r} has external data but the model was "
+                               "given in memory", file=label,
+                               hint="pass the .onnx file path so its data files can be found")
+        target = (base_dir / location).resolve()
+        if os.path.isabs(location) or not target.is_relative_to(base_dir.resolve()):
+            raise InvalidModel(f"initializer {tensor.name!r}: external data location {location!r} "
+                               "points outside the model's folder", file=label,
+                               hint="external data must sit beside the .onnx file")
+        offset = int(info.get("offset", 0))
+        count = int(np.prod(shape, dtype=np.int64))
+        if not target.is_file() or target.stat().st_size < offset + count * dtype.itemsize:
+            raise InvalidModel(f"initializer {tensor.name!r}: external data file {location!r} is "
+                               "missing or too short", file=label,
+                               hint="copy the data files that came with the model beside it")
+
+        def load(target=target, offset=offset):
+            return np.memmap(target, dtype=dtype, mode="r", offset=offset, shape=shape)
+        return store.add_lazy(load, shape, dtype, hint=tensor.name)
+    if tensor.raw_data:
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if len(tensor.raw_data) != expected:
+            raise InvalidModel(f"initializer {tensor.name!r}: {len(tensor.raw_data)} bytes for "
+                               f"shape {shape} {dtype}", file=label, hint="the file is corrupt")
+        return store.add(np.frombuffer(tensor.raw_data, dtype=dtype).reshape(shape),
+                         hint=tensor.name)
+    return store.add(numpy_helper.to_array(tensor), hint=tensor.name)
+
+
+def _stub(tensor: TensorProto) -> TensorProto:
+    """The initializer's type and shape without its data (for shape inference only)."""
+    stub = TensorProto(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims)
+    stub.data_location = TensorProto.EXTERNAL
+    stub.external_data.add(key="location", value="__irc_stub__")
+    return stub
+
+
+def _parse_input_shapes(model, input_shapes, label) -> dict[str, tuple[int, ...]]:
+    init_names = {t.name for t in model.graph.initializer}
+    real_inputs = [i for i in model.graph.input if i.name not in init_names]
+    if input_shapes is None:
+        return {}
+    if not isinstance(input_shapes, dict):
+        if len(real_inputs) != 1:
+            raise UnsupportedAttribute("--input-shape without a name needs a model with one input",
+                                       file=label, hint="write --input-shape NAME:1,3,224,224")
+        input_shapes = {real_inputs[0].name: input_shapes}
+    names = {i.name for i in real_inputs}
+    for name in input_shapes:
+        if name not in names:
+            raise UnsupportedAttribute(f"--input-shape names {name!r}, which is not a model input",
+                                       file=label, hint=f"the inputs are {sorted(names)}")
+    return {k: tuple(int(d) for d in v) for k, v in input_shapes.items()}
+
+
+def infer_types(model: onnx.ModelProto, input_shapes, label: str) -> dict[str, TensorType]:
+    """Static types of every value, inferred with batch size 1.
+
+    The importer turns axis 0 into ``BATCH`` for values that depend on a graph input.
+    """
+    overrides = _parse_input_shapes(model, input_shapes, label)
+    graph = model.graph
+    init_names = {t.name for t in graph.initializer}
+    skeleton_graph = helper.make_graph(
+        list(graph.node), graph.name or "g", [], list(graph.output),
+        initializer=[t if np.prod(t.dims, dtype=np.int64) <= _SKELETON_KEEP_ELEMENTS else _stub(t)
+                     for t in graph.initializer])
+    for inp in graph.input:
+        if inp.name in init_names:
+            continue
+        ttype = inp.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                for d in ttype.shape.dim]
+        if inp.name in overrides:
+            dims = list(overrides[inp.name])
+            if len(dims) != len(ttype.shape.dim) and ttype.HasField("shape"):
+                raise UnsupportedAttribute(f"--input-shape for {inp.name!r} has rank {len(dims)}, "
+                                           f"the model says {len(ttype.shape.dim)}", file=label)
+        if len(dims) < 2:
+            raise UnsupportedAttribute(f"input {inp.name!r} has rank {len(dims)}; irc needs a batch "
+                                       "axis and at least one feature axis", file=label,
+                                       hint="give --input-shape NAME:1,C,H,W")
+        dims[0] = 1  # batch, for inference only
+        if any(d is None or d <= 0 for d in dims[1:]):
+            raise UnsupportedAttribute(f"input {inp.name!r} has a dynamic shape "
+                                       f"{[d if d else '?' for d in dims]}", file=label,
+                                       hint=f"give --input-shape {inp.name}:1,C,H,W (Viya layers "
+                                            "have fixed sizes)")
+        skeleton_graph.input.append(helper.make_tensor_value_info(inp.name, ttype.elem_type, dims))
+    skeleton = helper.make_model(skeleton_graph, opset_imports=list(model.opset_import))
+    skeleton.ir_version = model.ir_version
+    try:
+        inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
+    except Exception as exc:  # onnx raises several unrelated types here
+        raise InvalidModel(f"ONNX shape inference failed: {exc}", file=label,
+                           hint="check the model with onnx.checker.check_model") from None
+    types: dict[str, TensorType] = {}
+    for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape") or not tt.elem_type:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        if any(d is None for d in dims):
+            continue
+        types[vi.name] = TensorType(tuple(dims), helper.tensor_dtype_to_np_dtype(tt.elem_type).name)
+    return types

@@ -1,0 +1,291 @@
+"""The IR graph: ops and values in a networkx bipartite multigraph behind a small typed API.
+
+networkx holds the structure: one graph node per op (key ``("op", name)``) and per value
+(key ``("val", name)``); an edge value->op for each input slot (attribute ``slot``) and op->value
+for each output. A multigraph because one op may read the same value twice (``Add(x, x)``).
+Node and value payloads (:class:`Node`, :class:`Value`) sit in the networkx node data.
+
+Constant values hold a :class:`~irc.ir.tensors.WeightHandle`; graph inputs and op outputs hold
+none. Graph outputs are value names.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+
+from irc.errors import GraphInvalid
+from irc.ir import ops as opdefs
+from irc.ir.tensors import TensorType, WeightHandle, WeightStore
+
+
+@dataclass
+class Provenance:
+    """Where a node came from: source node/layer names, and the pass that made or rewrote it."""
+
+    sources: tuple[str, ...] = ()
+    pass_name: str | None = None
+
+    def merged(self, other: "Provenance", pass_name: str | None) -> "Provenance":
+        seen = dict.fromkeys(self.sources + other.sources)
+        return Provenance(tuple(seen), pass_name)
+
+
+@dataclass
+class Value:
+    name: str
+    type: TensorType
+    const: WeightHandle | None = None
+
+    @property
+    def is_const(self) -> bool:
+        return self.const is not None
+
+
+@dataclass
+class Node:
+    name: str
+    op_type: str
+    inputs: list[str]  # "" marks an omitted optional input, as in ONNX
+    outputs: list[str]
+    attrs: dict = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance)
+
+    def attr(self, name):
+        return opdefs.attr(self, name)
+
+
+def _op(name):
+    return ("op", name)
+
+
+def _val(name):
+    return ("val", name)
+
+
+class Graph:
+    def __init__(self, name: str = "model", weights: WeightStore | None = None):
+        self.name = name
+        self.weights = weights if weights is not None else WeightStore()
+        self.inputs: list[str] = []
+        self.outputs: list[str] = []
+        self._nx = nx.MultiDiGraph()
+        self._counter = itertools.count()
+
+    # ---- construction ---------------------------------------------------------------------
+    def _add_value(self, value: Value) -> Value:
+        if _val(value.name) in self._nx:
+            raise GraphInvalid(f"value {value.name!r} defined twice")
+        self._nx.add_node(_val(value.name), value=value)
+        return value
+
+    def add_input(self, name: str, ttype: TensorType) -> Value:
+        value = self._add_value(Value(name, ttype))
+        self.inputs.append(name)
+        return value
+
+    def add_const(self, name: str, data: np.ndarray | WeightHandle) -> Value:
+        """A constant value; ``data`` is stored by reference (a handle or a new store entry)."""
+        handle = data if isinstance(data, WeightHandle) else self.weights.add(data, hint=name)
+        ttype = TensorType(handle.shape, handle.dtype.name)
+        return self._add_value(Value(self.unique_value_name(name), ttype, handle))
+
+    def add_node(self, op_type: str, inputs: list[str], outputs: list[tuple[str, TensorType]],
+                 attrs: dict | None = None, name: str | None = None,
+                 provenance: Provenance | None = None) -> Node:
+        """Add an op. ``outputs`` are (name, type) pairs of values this op defines."""
+        name = self.unique_node_name(name or op_type.lower())
+        node = Node(name, op_type, list(inputs), [o for o, _ in outputs], dict(attrs or {}),
+                    provenance or Provenance())
+        self._nx.add_node(_op(name), node=node)
+        for out_name, ttype in outputs:
+            self._add_value(Value(out_name, ttype))
+            self._nx.add_edge(_op(name), _val(out_name))
+        for slot, inp in enumerate(node.inputs):
+            if inp:
+                if _val(inp) not in self._nx:
+                    raise GraphInvalid(f"node {name!r} reads undefined value {inp!r}")
+                self._nx.add_edge(_val(inp), _op(name), slot=slot)
+        return node
+
+    def unique_node_name(self, hint: str) -> str:
+        name = hint
+        while _op(name) in self._nx:
+            name = f"{hint}_{next(self._counter)}"
+        return name
+
+    def unique_value_name(self, hint: str) -> str:
+        name = hint
+        while _val(name) in self._nx:
+            name = f"{hint}_{next(self._counter)}"
+        return name
+
+    # ---- queries --------------------------------------------------------------------------
+    def value(self, name: str) -> Value:
+        return self._nx.nodes[_val(name)]["value"]
+
+    def has_value(self, name: str) -> bool:
+        return _val(name) in self._nx
+
+    def node(self, name: str) -> Node:
+        return self._nx.nodes[_op(name)]["node"]
+
+    def has_node(self, name: str) -> bool:
+        return _op(name) in self._nx
+
+    def values(self) -> list[Value]:
+        return [d["value"] for k, d in self._nx.nodes(data=True) if k[0] == "val"]
+
+    def producer(self, value_name: str) -> Node | None:
+        preds = list(self._nx.predecessors(_val(value_name)))
+        return self._nx.nodes[preds[0]]["node"] if preds else None
+
+    def consumers(self, value_name: str) -> list[Node]:
+        """Consumer ops of a value, each once, in graph order."""
+        names = dict.fromkeys(k[1] for k in self._nx.successors(_val(value_name)))
+        return [self.node(n) for n in names]
+
+    def use_count(self, value_name: str) -> int:
+        """Consumer edges plus one per appearance among the graph outputs."""
+        return self._nx.out_degree(_val(value_name)) + self.outputs.count(value_name)
+
+    def is_const(self, value_name: str) -> bool:
+        return bool(value_name) and self.value(value_name).is_const
+
+    def const(self, value_name: str) -> np.ndarray:
+        return self.value(value_name).const.numpy()
+
+    def nodes(self) -> list[Node]:
+        """Ops in a deterministic topological order."""
+        order = nx.lexicographical_topological_sort(self._nx, key=lambda k: k[1])
+        return [self._nx.nodes[k]["node"] for k in order if k[0] == "op"]
+
+    def op_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for k, d in self._nx.nodes(data=True):
+            if k[0] == "op":
+                counts[d["node"].op_type] = counts.get(d["node"].op_type, 0) + 1
+        return counts
+
+    def __len__(self) -> int:
+        return sum(1 for k in self._nx if k[0] == "op")
+
+    # ---- mutation -------------------------------------------------------------------------
+    def set_input(self, node: Node, slot: int, value_name: str) -> None:
+        old = node.inputs[slot]
+        if old:
+            for u, v, k, d in list(self._nx.in_edges(_op(node.name), keys=True, data=True)):
+                if u == _val(old) and d.get("slot") == slot:
+                    self._nx.remove_edge(u, v, k)
+                    break
+        node.inputs[slot] = value_name
+        if value_name:
+            self._nx.add_edge(_val(value_name), _op(node.name), slot=slot)
+
+    def replace_uses(self, old: str, new: str) -> None:
+        """Make every reader of value ``old`` (ops and graph outputs) read ``new``."""
+        for consumer in self.consumers(old):
+            for slot, inp in enumerate(consumer.inputs):
+                if inp == old:
+                    self.set_input(consumer, slot, new)
+        self.outputs = [new if o == old else o for o in self.outputs]
+
+    def rename_value(self, old: str, new: str) -> None:
+        """Rename value ``old`` to the unused name ``new`` everywhere (producer, readers, outputs)."""
+        if self.has_value(new):
+            raise GraphInvalid(f"cannot rename {old!r}: {new!r} exists")
+        key, value = _val(old), self.value(old)
+        edges_in = list(self._nx.in_edges(key, data=True))
+        edges_out = list(self._nx.out_edges(key, data=True))
+        self._nx.remove_node(key)
+        value.name = new
+        self._nx.add_node(_val(new), value=value)
+        for u, _, d in edges_in:
+            node = self._nx.nodes[u]["node"]
+            node.outputs = [new if o == old else o for o in node.outputs]
+            self._nx.add_edge(u, _val(new), **d)
+        for _, v, d in edges_out:
+            self._nx.nodes[v]["node"].inputs[d["slot"]] = new
+            self._nx.add_edge(_val(new), v, **d)
+        self.inputs = [new if i == old else i for i in self.inputs]
+        self.outputs = [new if o == old else o for o in self.outputs]
+
+    def remove_node(self, node: Node, remove_outputs: bool = True) -> None:
+        self._nx.remove_node(_op(node.name))
+        if remove_outputs:
+            for out in node.outputs:
+                if self._nx.degree(_val(out)) and self._nx.out_degree(_val(out)):
+                    raise GraphInvalid(f"removing {node.name!r} leaves readers of {out!r}")
+                self._nx.remove_node(_val(out))
+
+    def remove_unused_values(self) -> int:
+        """Drop constants and op-less values nobody reads; returns how many went."""
+        dead = [k for k, d in self._nx.nodes(data=True)
+                if k[0] == "val" and self._nx.degree(k) == 0
+                and k[1] not in self.inputs and k[1] not in self.outputs]
+        self._nx.remove_nodes_from(dead)
+        return len(dead)
+
+    def set_type(self, value_name: str, ttype: TensorType) -> None:
+        self.value(value_name).type = ttype
+
+    def replace_const(self, value_name: str, data: np.ndarray) -> str:
+        """A new constant holding ``data``, named after ``value_name`` (which is left as is)."""
+        return self.add_const(value_name, np.ascontiguousarray(data)).name
+
+    def copy(self) -> "Graph":
+        """A structural copy that shares the weight store (weights are never copied)."""
+        clone = Graph(self.name, self.weights)
+        clone.inputs, clone.outputs = list(self.inputs), list(self.outputs)
+        clone._nx = nx.MultiDiGraph()
+        for k, d in self._nx.nodes(data=True):
+            if k[0] == "op":
+                n = d["node"]
+                clone._nx.add_node(k, node=Node(n.name, n.op_type, list(n.inputs), list(n.outputs),
+                                                dict(n.attrs), n.provenance))
+            else:
+                v = d["value"]
+                clone._nx.add_node(k, value=Value(v.name, v.type, v.const))
+        clone._nx.add_edges_from(self._nx.edges(keys=True, data=True))
+        return clone
+
+    # ---- validation -----------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`GraphInvalid` listing every structural problem."""
+        problems: list[str] = []
+        if not nx.is_directed_acyclic_graph(self._nx):
+            problems.append("graph has a cycle")
+        for name in self.inputs + self.outputs:
+            if not self.has_value(name):
+                problems.append(f"graph input/output {name!r} is not a value")
+        for k, d in self._nx.nodes(data=True):
+            if k[0] == "val":
+                value = d["value"]
+                producers = self._nx.in_degree(k)
+                if value.is_const and producers:
+                    problems.append(f"constant {value.name!r} also has a producer")
+                if not value.is_const and not producers and value.name not in self.inputs:
+                    problems.append(f"value {value.name!r} has no producer")
+                continue
+            node = d["node"]
+            sch = opdefs.schema(node.op_type)
+            problems += [f"{node.name}: {p}" for p in opdefs.validate_attrs(node.op_type, node.attrs)]
+            if sch is None:
+                continue
+            n_in = len(node.inputs)
+            if n_in < sch.min_inputs or (sch.max_inputs >= 0 and n_in > sch.max_inputs):
+                problems.append(f"{node.name}: {node.op_type} takes {sch.min_inputs}.."
+                                f"{sch.max_inputs} inputs, has {n_in}")
+            for slot in sch.const_inputs:
+                if slot < n_in and node.inputs[slot] and not self.is_const(node.inputs[slot]):
+                    problems.append(f"{node.name}: input {slot} of {node.op_type} must be a constant")
+            edges = sorted(d2["slot"] for _, _, d2 in self._nx.in_edges(k, data=True))
+            if edges != [i for i, v in enumerate(node.inputs) if v]:
+                problems.append(f"{node.name}: input edges out of sync with inputs")
+            if [v[1] for v in self._nx.successors(k)] and \
+                    sorted(v[1] for v in self._nx.successors(k)) != sorted(node.outputs):
+                problems.append(f"{node.name}: output edges out of sync with outputs")
+        if problems:
+            raise GraphInvalid("; ".join(problems[:20]) + (" ..." if len(problems) > 20 else ""))

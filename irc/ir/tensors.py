@@ -1,0 +1,129 @@
+"""Tensor types and the weight store.
+
+Weights never live inside graph nodes: a constant value holds a :class:`WeightHandle`, a small
+key into a :class:`WeightStore`. The store keeps the source's own arrays (memory-mapped files,
+views on protobuf bytes) and loads lazy ones on first use. Passes that do not change a weight
+pass its handle along; passes that compute a new weight add a new entry. Copying a graph never
+copies weights.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+# Static shapes only: irc targets Viya, whose layers have fixed sizes. The batch axis is
+# carried as the symbol BATCH so that shapes stay ints everywhere else.
+BATCH = -1
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """Shape and element type of a value. ``BATCH`` (-1) marks the batch axis."""
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        np.dtype(self.dtype)  # refuses unknown names early
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def numel_per_example(self) -> int:
+        """Element count with the batch axis taken as 1."""
+        n = 1
+        for d in self.shape:
+            n *= 1 if d == BATCH else d
+        return n
+
+    def __str__(self) -> str:
+        dims = ",".join("N" if d == BATCH else str(d) for d in self.shape)
+        return f"{self.dtype}[{dims}]"
+
+
+class WeightHandle:
+    """A reference to one array in a :class:`WeightStore`. Cheap to copy, never copies data."""
+
+    __slots__ = ("store", "key")
+
+    def __init__(self, store: "WeightStore", key: str):
+        self.store = store
+        self.key = key
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.store.meta(self.key)[0]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.store.meta(self.key)[1]
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def numpy(self) -> np.ndarray:
+        """The array itself (read-only where the source is read-only). Do not mutate it."""
+        return self.store.load(self.key)
+
+    def __repr__(self) -> str:
+        return f"WeightHandle({self.key!r}, {self.shape}, {self.dtype})"
+
+
+class WeightStore:
+    """Arrays by key. Entries are arrays (memory-mapped or in memory) or lazy loaders."""
+
+    def __init__(self):
+        self._arrays: dict[str, np.ndarray] = {}
+        self._loaders: dict[str, Callable[[], np.ndarray]] = {}
+        self._meta: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+        self._counter = itertools.count()
+
+    def _fresh_key(self, hint: str) -> str:
+        key = hint or "w"
+        while key in self._meta:
+            key = f"{hint}.{next(self._counter)}"
+        return key
+
+    def add(self, array: np.ndarray, hint: str = "w") -> WeightHandle:
+        """Store ``array`` (no copy is made) and return its handle."""
+        array = np.asarray(array)
+        key = self._fresh_key(hint)
+        self._arrays[key] = array
+        self._meta[key] = (tuple(array.shape), array.dtype)
+        return WeightHandle(self, key)
+
+    def add_lazy(self, loader: Callable[[], np.ndarray], shape, dtype, hint: str = "w") -> WeightHandle:
+        """Store a loader called on first use; shape and dtype are known without loading."""
+        key = self._fresh_key(hint)
+        self._loaders[key] = loader
+        self._meta[key] = (tuple(int(d) for d in shape), np.dtype(dtype))
+        return WeightHandle(self, key)
+
+    def meta(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
+        return self._meta[key]
+
+    def load(self, key: str) -> np.ndarray:
+        array = self._arrays.get(key)
+        if array is None:
+            array = self._loaders.pop(key)()
+            shape, dtype = self._meta[key]
+            if tuple(array.shape) != shape or array.dtype != dtype:
+                raise ValueError(f"weight {key!r}: loader gave {array.shape} {array.dtype}, "
+                                 f"declared {shape} {dtype}")
+            self._arrays[key] = array
+        return array
+
+    def is_loaded(self, key: str) -> bool:
+        return key in self._arrays
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._meta
+
+    def __len__(self) -> int:
+        return len(self._meta)

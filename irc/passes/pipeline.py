@@ -1,0 +1,31 @@
+"""The default pass pipeline, in order, with why the order is what it is."""
+from __future__ import annotations
+
+DEFAULT_PIPELINE: list[str] = [
+    # Clean-up first: later patterns should not have to look through no-op ops.
+    "remove_identity_dropout",
+    # Shape arithmetic and constant-only chains (Constant -> Unsqueeze -> Reshape shape) become
+    # plain constants, so the structural passes below see constant operands.
+    "fold_constants",
+    # Reshape/Squeeze that only flatten to (N, features) become Flatten before dense matching.
+    "reshape_to_flatten",
+    # MatMul(+Add) -> Gemm, then Gemm in one canonical form (W (out,in), alpha = beta = 1), so
+    # that every later pass handles exactly one dense form.
+    "matmul_to_gemm",
+    "normalize_gemm",
+    # Needs canonical Gemm: permutes Gemm columns when a NHWC transpose precedes the flatten.
+    "flatten_transpose_into_dense",
+    # Explicit Pad ops join the padding of the conv/pool that reads them, before any padding
+    # legality is judged in lowering.
+    "fold_pad",
+    # Constant Mul/Add become (or join) BatchNormalization, so fold_batchnorm can push them
+    # into a conv/fc; what cannot fold stays a Viya batchnorm layer.
+    "fold_mul_add",
+    "fold_batchnorm",
+    # Activations last: BN folding must happen while the conv still has identity act, and
+    # carriers are only inserted for what neither fusing nor moving could place.
+    "fuse_activation",
+    "move_activation_before_maxpool",
+    "insert_activation_carrier",
+    "remove_dead_nodes",
+]

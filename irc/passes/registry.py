@@ -1,0 +1,63 @@
+"""The pass registry: every pass is a named, registered unit with one method.
+
+A pass rewrites the graph in place and returns whether it changed anything. It never prints,
+times or dumps (instruments on the manager do that). When it declines to rewrite a node it
+matched, it says why through ``ctx.refuse`` so `--explain` can show the reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from irc.ir.graph import Graph, Node
+
+
+@dataclass
+class PassContext:
+    """Options shared by passes, and the refusals they record."""
+
+    const_fold_max_elements: int = 1 << 22  # 4 Mi elements (16 MB of float32)
+    refusals: list[tuple[str, str, str]] = field(default_factory=list)  # (pass, node, reason)
+    current_pass: str = ""
+
+    def refuse(self, node: Node | str, reason: str) -> None:
+        name = node.name if isinstance(node, Node) else node
+        self.refusals.append((self.current_pass, name, reason))
+
+
+class Pass:
+    """Base class. Subclasses set ``name`` and implement :meth:`run`."""
+
+    name: str = ""
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        raise NotImplementedError
+
+    @classmethod
+    def summary(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+
+PASSES: dict[str, type[Pass]] = {}
+
+
+def register_pass(cls: type[Pass]) -> type[Pass]:
+    if not cls.name:
+        raise RuntimeError(f"{cls.__name__} has no name")
+    if cls.name in PASSES:
+        raise RuntimeError(f"two passes named {cls.name!r}")
+    PASSES[cls.name] = cls
+    return cls
+
+
+def get_pass(name: str) -> Pass:
+    load_all()
+    if name not in PASSES:
+        raise KeyError(f"no pass named {name!r}; known: {', '.join(sorted(PASSES))}")
+    return PASSES[name]()
+
+
+def load_all() -> dict[str, type[Pass]]:
+    """Import every pass module (each registers itself) and return the registry."""
+    from irc.passes import defs  # noqa: F401
+
+    return PASSES
