@@ -88,6 +88,8 @@ class _Lowering:
         self.layer_of[value] = layer.name
         self.model.layers.append(layer)
         self.model.inputs[value] = layer.name
+        self.model.input_info.setdefault("sources", {})[value] = {"layer": layer.name,
+                                                                  "shape": list(shape)}
 
     def lower_conv(self, node: Node) -> None:
         x, w = node.inputs[0], node.inputs[1]
@@ -249,6 +251,10 @@ def lower(graph: Graph, name: str | None = None, input_options: dict | None = No
     from irc.backends.viya.names import sanitize
 
     low = _Lowering(graph, sanitize(name or graph.name, "model"), input_options)
+    if len(graph.inputs) != 1:
+        raise ViyaCannotExpress(f"the model has {len(graph.inputs)} inputs; a Viya CNN has one "
+                                "input layer", file=label or None,
+                                hint="export the model with a single image input")
     for value in graph.inputs:
         low.lower_input(value)
     merged_gemms = _softmax_output_gemms(graph)

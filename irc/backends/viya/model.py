@@ -91,11 +91,11 @@ class ViyaModel:
 
         return table_frame(self)
 
-    def save(self, outdir, force: bool = False, progress=None) -> Path:
-        """Write the four artifacts into ``outdir`` atomically."""
+    def save(self, outdir, force: bool = False, progress=None, check=None) -> Path:
+        """Write the four artifacts into ``outdir`` atomically (``check(tmp)`` runs first)."""
         from irc.backends.viya.writer import save_model
 
-        return save_model(self, Path(outdir), force=force, progress=progress)
+        return save_model(self, Path(outdir), force=force, progress=progress, check=check)
 
     def summary(self) -> str:
         lines = [f"Viya model {self.name!r} ({self.model_type}), {len(self.layers)} layers, "

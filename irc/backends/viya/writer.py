@@ -44,7 +44,11 @@ def write_folder(model, folder: Path, progress=None) -> list[str]:
     return notes
 
 
-def save_model(model, outdir: Path, force: bool = False, progress=None) -> Path:
+def save_model(model, outdir: Path, force: bool = False, progress=None, check=None) -> Path:
+    """Write into a temporary folder, run ``check(folder)`` on it, then move it into place.
+
+    ``check`` (e.g. verification) raising leaves nothing behind.
+    """
     outdir = Path(outdir)
     if outdir.exists() and not force:
         raise IrcIOError(f"output folder {outdir} already exists",
@@ -57,6 +61,8 @@ def save_model(model, outdir: Path, force: bool = False, progress=None) -> Path:
         raise IrcIOError(f"cannot create the output folder: {exc}", file=str(outdir)) from None
     try:
         write_folder(model, tmp, progress)
+        if check is not None:
+            check(tmp)
         if outdir.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.old-", dir=parent))
             os.replace(outdir, trash / "old")

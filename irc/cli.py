@@ -1,0 +1,220 @@
+"""The `irc` command line. Heavy imports happen inside commands so `irc --help` starts fast.
+
+Exit codes: 0 success, 1 verification mismatch, 2 any other user-facing error (one message,
+no traceback unless --debug).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from irc import __version__
+from irc.errors import IrcError, UnsupportedAttribute
+
+
+def _shape(text: str):
+    """'1,3,224,224' or 'name:1,3,224,224' -> (name or None, shape)."""
+    name, _, dims = text.rpartition(":")
+    try:
+        shape = tuple(int(d) for d in dims.replace("x", ",").split(","))
+    except ValueError:
+        raise UnsupportedAttribute(f"--input-shape {text!r} is not a list of integers",
+                                   hint="write e.g. --input-shape 1,3,224,224 or "
+                                        "--input-shape input:1,3,224,224") from None
+    return (name or None), shape
+
+
+def _input_shapes(values):
+    if not values:
+        return None
+    pairs = [_shape(v) for v in values]
+    if len(pairs) == 1 and pairs[0][0] is None:
+        return pairs[0][1]
+    if any(name is None for name, _ in pairs):
+        raise UnsupportedAttribute("with several --input-shape options, name each input",
+                                   hint="--input-shape a:1,3,32,32 --input-shape b:1,10")
+    return dict(pairs)
+
+
+def _floats(text: str | None):
+    return None if text is None else [float(v) for v in text.split(",")]
+
+
+def _input_options(args) -> dict:
+    options = {}
+    if args.scale is not None:
+        options["scale"] = args.scale
+    if args.offsets is not None:
+        options["offsets"] = _floats(args.offsets)
+    if args.normstds is not None:
+        options["normstds"] = _floats(args.normstds)
+    return options
+
+
+def cmd_compile(args) -> int:
+    from irc.api import compile as compile_model
+    from irc.progress import Progress
+
+    progress = Progress(args.quiet)
+    progress.step(f"reading {args.model}")
+    model = compile_model(args.model, name=args.name, input_shape=_input_shapes(args.input_shape),
+                          input_options=_input_options(args))
+    result_box = []
+
+    def check(folder):
+        if args.no_verify:
+            return
+        from irc.errors import VerificationFailed
+        from irc.verify import verify
+
+        progress.step("verifying: source runtime vs reference executor")
+        result = verify(args.model, folder, rtol=args.rtol, atol=args.atol)
+        result_box.append(result)
+        if not result.ok:
+            raise VerificationFailed(
+                "the emitted model does not match the source:\n" + result.table(),
+                file=args.model, hint="nothing was written; `irc compile --no-verify` keeps the "
+                                      "files for `irc verify` / inspection")
+
+    tick = progress.counter("writing weights", len(model.weighted_layers()))
+    out = model.save(args.output, force=args.force, progress=tick, check=check)
+    progress.done()
+    if not args.quiet:
+        print(f"wrote {out}/ ({len(model.layers)} layers, {model.weight_bytes() / 1e6:.1f} MB of "
+              "weights)")
+        for note in model.notes:
+            print(f"note: {note}")
+        if result_box:
+            print(result_box[0].table())
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from irc.verify import load_inputs, verify
+
+    inputs = load_inputs(args.inputs) if args.inputs else None
+    result = verify(args.model, args.outdir, inputs=inputs, rtol=args.rtol, atol=args.atol,
+                    seed=args.seed, batch=args.batch)
+    print(result.table())
+    return 0 if result.ok else 1
+
+
+def cmd_inspect(args) -> int:
+    from irc.api import import_model, optimize
+    from irc.ir.printer import format_graph
+
+    graph = import_model(args.model, _input_shapes(args.input_shape))
+    if args.stage == "ir":
+        print(format_graph(graph))
+        return 0
+    optimize(graph)
+    if args.stage == "optimized":
+        print(format_graph(graph))
+        return 0
+    from irc.backends.viya.lower import lower
+
+    print(lower(graph, label=str(args.model)).summary())
+    return 0
+
+
+def cmd_passes(args) -> int:
+    from irc.passes.pipeline import DEFAULT_PIPELINE
+    from irc.passes.registry import load_all
+
+    registry = load_all()
+    print("default pipeline, in order:")
+    for i, name in enumerate(DEFAULT_PIPELINE, 1):
+        print(f"  {i:2}. {name:<32} {registry[name].summary()}")
+    extra = sorted(set(registry) - set(DEFAULT_PIPELINE))
+    if extra:
+        print("other passes: " + ", ".join(extra))
+    return 0
+
+
+def cmd_ops(args) -> int:
+    from irc.frontends.onnx import handlers  # noqa: F401 - fills the registry
+    from irc.frontends.onnx.importer import ONNX_OPS
+
+    print("ONNX ops irc converts:")
+    for op, note in ONNX_OPS.support_table():
+        print(f"  {op:<20} {note}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="irc", description="Compile ONNX (and Keras, Caffe) "
+                                     "models into SAS Viya deep-learning models, with proof.")
+    parser.add_argument("--version", action="version", version=f"irc {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, quiet=True):
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks")
+        if quiet:
+            p.add_argument("--quiet", "-q", action="store_true", help="no progress or summary")
+
+    def shapes(p):
+        p.add_argument("--input-shape", action="append", metavar="[NAME:]N,C,H,W",
+                       help="fix dynamic input dimensions (repeat per input)")
+
+    p = sub.add_parser("compile", help="compile a model into a Viya output folder")
+    p.add_argument("model", help="a .onnx file")
+    p.add_argument("-o", "--output", required=True, help="output folder (must not exist)")
+    p.add_argument("--name", help="Viya model name (default: the file name)")
+    shapes(p)
+    p.add_argument("--scale", type=float, help="Viya input scale (source sees x*scale-offsets)")
+    p.add_argument("--offsets", help="per-channel input offsets, comma-separated, Viya order")
+    p.add_argument("--normstds", help="per-channel input std divisors, comma-separated")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip re-running the emitted files against the source")
+    p.add_argument("--rtol", type=float, default=1e-4)
+    p.add_argument("--atol", type=float, default=1e-5)
+    common(p)
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("verify", help="re-run an output folder against its source model")
+    p.add_argument("model")
+    p.add_argument("outdir")
+    p.add_argument("--inputs", help=".npz with one array per source input (default: seeded random)")
+    p.add_argument("--rtol", type=float, default=1e-4)
+    p.add_argument("--atol", type=float, default=1e-5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=2)
+    common(p, quiet=False)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("inspect", help="print the graph at a stage")
+    p.add_argument("model")
+    p.add_argument("--stage", choices=["ir", "optimized", "viya"], default="ir")
+    shapes(p)
+    common(p, quiet=False)
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("passes", help="list the passes, in pipeline order")
+    p.set_defaults(func=cmd_passes)
+    p = sub.add_parser("ops", help="list the source ops irc converts")
+    p.set_defaults(func=cmd_ops)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except IrcError as exc:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"irc: {exc.kind}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("irc: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Proof without a server: run the source with its own runtime and the emitted files with the
+reference executor on the same inputs, and compare every source output.
+
+The executor reads only the output folder (model.json / model_table.csv and the HDF5 file);
+the source runs in onnxruntime (Keras and the Caffe oracle join with their frontends).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from irc.errors import IrcIOError, VerificationFailed
+
+
+@dataclass
+class OutputComparison:
+    source_output: str
+    viya_layer: str
+    shape: tuple[int, ...]
+    max_abs: float
+    max_rel: float
+    ok: bool
+
+
+@dataclass
+class VerifyResult:
+    comparisons: list[OutputComparison]
+    rtol: float
+    atol: float
+    n_examples: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.comparisons)
+
+    def table(self) -> str:
+        head = f"{'source output':<28} {'viya layer':<24} {'shape':<14} {'max abs':>10} {'max rel':>10}  ok"
+        lines = [head, "-" * len(head)]
+        for c in self.comparisons:
+            shape = "x".join(str(d) for d in c.shape)
+            lines.append(f"{c.source_output:<28} {c.viya_layer:<24} {shape:<14} {c.max_abs:>10.3g} "
+                         f"{c.max_rel:>10.3g}  {'yes' if c.ok else 'NO'}")
+        lines.append(f"{self.n_examples} example(s), rtol={self.rtol:g}, atol={self.atol:g}: "
+                     + ("all outputs match" if self.ok else "MISMATCH"))
+        return "\n".join(lines)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IrcIOError(f"cannot read {path.name}: {exc}", file=str(path),
+                         hint="point at a folder written by `irc compile`") from None
+
+
+def make_inputs(payloads: dict, seed: int, batch: int) -> dict[str, np.ndarray]:
+    """Seeded standard-normal inputs for the source model, by source input name."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for name, info in payloads["input"]["sources"].items():
+        feeds[name] = rng.standard_normal((batch, *info["shape"])).astype(np.float32)
+    return feeds
+
+
+def viya_input(payloads: dict, source_input: np.ndarray) -> np.ndarray:
+    """The raw image values x that Viya's input layer turns into ``source_input``.
+
+    Viya computes y = (x*scale - offsets[c]) / normstds[c], so x = (y*normstds + offsets)/scale.
+    """
+    layer = next(c["layer"] for c in payloads["addLayer"] if c["layer"]["type"] == "input")
+    c = layer["nchannels"]
+    y = source_input.reshape(source_input.shape[0], c, layer["height"], layer["width"])
+    stds = np.asarray(layer.get("normstds", [1.0] * c), np.float64).reshape(1, c, 1, 1)
+    offsets = np.asarray(layer["offsets"], np.float64).reshape(1, c, 1, 1)
+    return ((y * stds + offsets) / layer["scale"]).astype(np.float32)
+
+
+def run_source(source, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The source model's outputs, computed by the source's own runtime."""
+    import onnx
+
+    from irc.api import frontend_for
+    from irc.ir.onnx_export import run_onnxruntime
+
+    kind = frontend_for(source)
+    if kind != "onnx":
+        raise VerificationFailed(f"no source runtime for {kind} models yet")
+    model = source if isinstance(source, onnx.ModelProto) else onnx.load(str(source))
+    fixed_batch = any(i.type.tensor_type.shape.dim[0].dim_value > 0
+                      for i in model.graph.input if i.name in feeds
+                      and i.type.tensor_type.shape.dim)
+    try:
+        if not fixed_batch:
+            return run_onnxruntime(model, feeds)
+        # A model exported with batch size 1 runs one example at a time.
+        n = next(iter(feeds.values())).shape[0]
+        runs = [run_onnxruntime(model, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
+        return {k: np.concatenate([r[k] for r in runs]) for k in runs[0]}
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise VerificationFailed(f"onnxruntime could not run the source model: {exc}") from None
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: float):
+    ref = reference.reshape(reference.shape[0], -1).astype(np.float64)
+    got = candidate.reshape(candidate.shape[0], -1).astype(np.float64)
+    if ref.shape != got.shape:
+        return float("inf"), float("inf"), False
+    diff = np.abs(ref - got)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    max_rel = float((diff / np.maximum(np.abs(ref), 1e-12)).max()) if diff.size else 0.0
+    ok = bool(np.all(diff <= atol + rtol * np.abs(ref)))
+    return max_abs, max_rel, ok
+
+
+def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: float = 1e-4,
+           atol: float = 1e-5, seed: int = 0, batch: int = 2, options=None) -> VerifyResult:
+    """Compare ``source`` with the Viya files in ``outdir``; never raises on a mismatch."""
+    from irc.backends.viya.executor import execute, load_viya_model
+
+    outdir = Path(outdir)
+    payloads = _read_json(outdir / "model.json")
+    name_map = _read_json(outdir / "name_map.json")
+    feeds = inputs if inputs is not None else make_inputs(payloads, seed, batch)
+    missing = set(payloads["input"]["sources"]) - set(feeds)
+    if missing:
+        raise IrcIOError(f"inputs lack {sorted(missing)}",
+                         hint="the .npz file needs one array per source model input")
+    reference = run_source(source, feeds)
+    (source_input,) = feeds.values()
+    model = load_viya_model(outdir)
+    viya_outputs = execute(model, viya_input(payloads, source_input), options=options,
+                           all_layers=True)
+    comparisons = []
+    for out_name, layer in name_map["outputs"].items():
+        ref = reference[out_name]
+        max_abs, max_rel, ok = compare(ref, viya_outputs[layer], rtol, atol)
+        comparisons.append(OutputComparison(out_name, layer, tuple(ref.shape[1:]), max_abs,
+                                            max_rel, ok))
+    return VerifyResult(comparisons, rtol, atol, source_input.shape[0])
+
+
+def load_inputs(path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as data:
+            return {k: np.asarray(data[k], np.float32) for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise IrcIOError(f"cannot read inputs: {exc}", file=str(path),
+                         hint="give an .npz with one array per model input, named as the input"
+                         ) from None
