@@ -1,0 +1,98 @@
+"""The ONNX frontend: loading (external data without copies), shapes, the unsupported-op scan."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from irc.errors import InvalidModel, UnsupportedAttribute, UnsupportedOp
+from irc.frontends.onnx import import_onnx
+from irc.ir.tensors import BATCH
+from irc.utils.onnx_builder import OnnxBuilder
+
+
+def _cnn(batch=1):
+    b = OnnxBuilder("cnn", (batch, 3, 8, 8))
+    x = b.op("Relu", b.conv(b.input, 4, 3, pads=[1, 1, 1, 1], name="conv"), name="relu")
+    return b.build([b.gemm(b.op("Flatten", x, name="flat"), 4 * 8 * 8, 5, name="fc")])
+
+
+def test_import_types_and_batch_axis():
+    g = import_onnx(_cnn())
+    assert g.value("input").type.shape == (BATCH, 3, 8, 8)
+    assert g.value("flat").type.shape == (BATCH, 256)
+    assert g.op_counts() == {"Conv": 1, "Relu": 1, "Flatten": 1, "Gemm": 1}
+    assert g.node("conv").provenance.sources == ("conv",)
+
+
+def test_external_data_is_memory_mapped(tmp_path):
+    model = _cnn()
+    refs = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="m.data", size_threshold=0)
+    g = import_onnx(path)
+    conv = g.node("conv")
+    w = g.const(conv.inputs[1])
+    assert isinstance(w, np.memmap)
+    np.testing.assert_array_equal(w, refs[conv.inputs[1]])
+
+
+def test_external_data_outside_folder_is_refused(tmp_path):
+    model = _cnn()
+    for t in model.graph.initializer:
+        t.data_location = TensorProto.EXTERNAL
+        t.ClearField("raw_data")
+        t.external_data.add(key="location", value="../../etc/passwd")
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(InvalidModel, match="outside the model's folder"):
+        import_onnx(path)
+
+
+def test_unsupported_ops_reported_once_with_counts():
+    b = OnnxBuilder("u", (1, 3, 8, 8))
+    x = b.op("LRN", b.input, size=3, name="lrn1")
+    x = b.op("LRN", x, size=3, name="lrn2")
+    x = b.op("HardSwish", x, name="hs")
+    with pytest.raises(UnsupportedOp) as err:
+        import_onnx(b.build([x]))
+    text = str(err.value)
+    assert "LRN x2" in text and "'lrn1'" in text and "HardSwish x1" in text
+
+
+def test_dynamic_spatial_shape_needs_input_shape():
+    b = OnnxBuilder("d", (1, 3, "H", "W"))
+    x = b.op("Relu", b.conv(b.input, 4, 3, in_channels=3, name="conv"))
+    model = b.build([x])
+    with pytest.raises(UnsupportedAttribute, match="--input-shape"):
+        import_onnx(model)
+    g = import_onnx(model, input_shapes=(1, 3, 10, 12))
+    assert g.value(x).type.shape == (BATCH, 4, 8, 10)
+
+
+def test_opset_out_of_range_is_refused():
+    model = _cnn()
+    model.opset_import[0].version = 8
+    with pytest.raises(InvalidModel, match="opset 8"):
+        import_onnx(model)
+
+
+def test_all_attribute_problems_listed_together():
+    b = OnnxBuilder("p", (1, 3, 8, 8))
+    x = b.conv(b.input, 4, 3, dilations=[2, 2], name="dil")
+    x = b.op("LeakyRelu", x, alpha=0.3, name="leaky")
+    with pytest.raises(UnsupportedAttribute) as err:
+        import_onnx(b.build([x]))
+    assert "dil: dilations" in str(err.value) and "leaky: LeakyRelu alpha=0.3" in str(err.value)
+
+
+def test_non_onnx_and_truncated_files(tmp_path):
+    text = tmp_path / "notes.onnx"
+    text.write_text("this is not a model\n" * 20)
+    with pytest.raises(InvalidModel):
+        import_onnx(text)
+    data = _cnn().SerializeToString()
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InvalidModel):
+        import_onnx(cut)
