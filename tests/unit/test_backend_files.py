@@ -152,3 +152,21 @@ def test_table_refuses_unconfirmed_items_by_name():
     model = irc.compile(b.build([x]))
     with pytest.raises(TableNotExpressible, match="sig_conv.*sigmoid"):
         model.to_frame()
+
+
+def test_table_and_payloads_execute_identically(tmp_path):
+    """Path (b) carries the same model as path (a): the executor gives the same numbers."""
+    from irc.backends.viya.executor import execute, load_viya_model
+    from irc.verify import verify
+
+    source = _vgg_like()
+    out = tmp_path / "o"
+    irc.compile(source, name="vgg_like").save(out)
+    assert (out / "model_table.csv").is_file()
+    x = np.random.default_rng(5).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    from_json = execute(load_viya_model(out / "model.json"), x)
+    from_table = execute(load_viya_model(out / "model_table.csv"), x)
+    assert from_json.keys() == from_table.keys()
+    for name in from_json:
+        np.testing.assert_array_equal(from_json[name], from_table[name])
+    assert verify(source, out).ok
