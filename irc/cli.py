@@ -50,6 +50,8 @@ def _input_options(args) -> dict:
         options["offsets"] = _floats(args.offsets)
     if args.normstds is not None:
         options["normstds"] = _floats(args.normstds)
+    if args.channel_order:
+        options["channel_order"] = args.channel_order
     return options
 
 
@@ -166,8 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="Viya model name (default: the file name)")
     shapes(p)
     p.add_argument("--scale", type=float, help="Viya input scale (source sees x*scale-offsets)")
-    p.add_argument("--offsets", help="per-channel input offsets, comma-separated, Viya order")
+    p.add_argument("--offsets", help="per-channel input offsets, comma-separated, in the "
+                   "source's channel order")
     p.add_argument("--normstds", help="per-channel input std divisors, comma-separated")
+    p.add_argument("--channel-order", choices=["bgr", "rgb"],
+                   help="channel order the source was trained on (Viya feeds B,G,R; with rgb, "
+                        "irc reverses the first convolutions' input channels). Default: bgr")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.add_argument("--no-verify", action="store_true",
                    help="skip re-running the emitted files against the source")

@@ -74,6 +74,8 @@ def viya_input(payloads: dict, source_input: np.ndarray) -> np.ndarray:
     layer = next(c["layer"] for c in payloads["addLayer"] if c["layer"]["type"] == "input")
     c = layer["nchannels"]
     y = source_input.reshape(source_input.shape[0], c, layer["height"], layer["width"])
+    if payloads["input"].get("source_channel_order") == "rgb":
+        y = y[:, ::-1]  # the source reads R,G,B; Viya's image holds B,G,R
     stds = np.asarray(layer.get("normstds", [1.0] * c), np.float64).reshape(1, c, 1, 1)
     offsets = np.asarray(layer["offsets"], np.float64).reshape(1, c, 1, 1)
     return ((y * stds + offsets) / layer["scale"]).astype(np.float32)

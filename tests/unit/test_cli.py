@@ -111,3 +111,20 @@ def test_preprocessing_is_verified(tmp_path):
     layer = json.loads((out / "model.json").read_text())["addLayer"][0]["layer"]
     assert layer["scale"] == 0.5 and layer["offsets"] == [1.0, 2.0, 3.0]
     np.testing.assert_equal(layer["nchannels"], 3)
+
+
+def test_rgb_source_reads_bgr_images(tmp_path):
+    """--channel-order rgb: first conv kernels reversed on the channel axis, offsets too."""
+    out = tmp_path / "o"
+    result = run_irc("compile", EXAMPLE, "-o", out, "--channel-order", "rgb", "--offsets", "1,2,3")
+    assert result.returncode == 0, result.stderr + result.stdout
+    import json
+    payloads = json.loads((out / "model.json").read_text())
+    assert payloads["addLayer"][0]["layer"]["offsets"] == [3.0, 2.0, 1.0]
+    assert payloads["input"]["source_channel_order"] == "rgb"
+    plain = tmp_path / "plain"
+    assert run_irc("compile", EXAMPLE, "-o", plain, "--no-verify").returncode == 0
+    with h5py.File(out / "small_cnn_weights.kerasmodel.h5") as a, \
+            h5py.File(plain / "small_cnn_weights.kerasmodel.h5") as b:
+        k_rgb, k_plain = a["stem_conv/stem_conv/kernel:0"][...], b["stem_conv/stem_conv/kernel:0"][...]
+    np.testing.assert_array_equal(k_rgb, k_plain[:, ::-1])

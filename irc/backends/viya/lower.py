@@ -11,6 +11,8 @@ import math
 import numpy as np
 
 from irc.backends.viya import padding as pad_rules
+from irc.backends.viya.channel_order import (CHANNEL_ORDERS, read_rgb_as_bgr,
+                                             reverse_channel_constants)
 from irc.backends.viya.model import LazyWeight, ViyaLayer, ViyaModel
 from irc.backends.viya.names import NameTable
 from irc.errors import ViyaCannotExpress
@@ -250,6 +252,8 @@ def lower(graph: Graph, name: str | None = None, input_options: dict | None = No
     """The Viya model of an optimised IR graph, or :class:`ViyaCannotExpress` listing why not."""
     from irc.backends.viya.names import sanitize
 
+    if (input_options or {}).get("channel_order") == "rgb":
+        input_options = reverse_channel_constants(input_options)
     low = _Lowering(graph, sanitize(name or graph.name, "model"), input_options)
     if len(graph.inputs) != 1:
         raise ViyaCannotExpress(f"the model has {len(graph.inputs)} inputs; a Viya CNN has one "
@@ -295,6 +299,11 @@ def lower(graph: Graph, name: str | None = None, input_options: dict | None = No
             low.problem(node, f"no Viya layer computes {op} here (it should have been folded "
                               "into a neighbouring layer by a pass)")
     _add_output_layers(low, graph)
+    order = (input_options or {}).get("channel_order", "bgr")
+    if order not in CHANNEL_ORDERS:
+        low.problems.append(f"channel order {order!r} is not one of {CHANNEL_ORDERS}")
+    elif order == "rgb" and not low.problems:
+        low.problems += read_rgb_as_bgr(low.model)
     if low.problems:
         raise ViyaCannotExpress(
             f"{len(low.problems)} node(s) cannot become Viya layers:\n"
