@@ -40,14 +40,17 @@ def import_model(source, input_shape=None) -> Graph:
 
 
 def optimize(graph: Graph, pipeline=None, instruments=(), ctx=None) -> Graph:
+    """Run the pass pipeline (default: DEFAULT_PIPELINE) with the given and env instruments."""
+    from irc.passes.instruments import instruments_from_env
     from irc.passes.manager import PassManager
     from irc.passes.pipeline import DEFAULT_PIPELINE
 
+    instruments = list(instruments) + instruments_from_env()
     return PassManager(pipeline or DEFAULT_PIPELINE, instruments, ctx).run(graph)
 
 
 def compile(source, name: str | None = None, input_shape=None, input_options: dict | None = None,
-            pipeline=None, instruments=()):  # noqa: A001 - the public name users expect
+            pipeline=None, instruments=(), pass_context=None):  # noqa: A001 - public name
     """Compile ``source`` (an .onnx path or ModelProto) into a :class:`ViyaModel`.
 
     ``input_shape``: a shape for a single-input model, or {input name: shape}, fixing dynamic
@@ -57,7 +60,7 @@ def compile(source, name: str | None = None, input_shape=None, input_options: di
     from irc.backends.viya.lower import lower
 
     graph = import_model(source, input_shape)
-    optimize(graph, pipeline, instruments)
+    optimize(graph, pipeline, instruments, pass_context)
     label = "<ModelProto>" if not isinstance(source, (str, Path)) else str(source)
     model = lower(graph, name=name or _default_name(source, graph), input_options=input_options,
                   label=label)

@@ -55,14 +55,48 @@ def _input_options(args) -> dict:
     return options
 
 
+def _instruments(args) -> list:
+    from irc.passes import instruments as inst
+
+    found = []
+    if getattr(args, "dump_after", None):
+        found.append(inst.DumpAfter(args.dump_dir, inst._pass_set(args.dump_after),
+                                    args.dump_format.split(",")))
+    if getattr(args, "print_after", None):
+        found.append(inst.PrintAfter(inst._pass_set(args.print_after)))
+    if getattr(args, "time_passes", False):
+        found += [inst.Timing(), inst.OpCountDiff()]
+    return found
+
+
+def _report_instruments(args, instruments, ctx) -> None:
+    for instrument in instruments:
+        if hasattr(instrument, "report"):
+            print(instrument.report(), file=sys.stderr)
+    for name in getattr(args, "explain", None) or []:
+        reasons = [(node, why) for p, node, why in ctx.refusals if p == name]
+        print(f"{name}: {len(reasons)} refusal(s)", file=sys.stderr)
+        for node, why in reasons:
+            print(f"  {node}: {why}", file=sys.stderr)
+
+
 def cmd_compile(args) -> int:
     from irc.api import compile as compile_model
     from irc.progress import Progress
 
+    from irc.passes.registry import PassContext
+
     progress = Progress(args.quiet)
     progress.step(f"reading {args.model}")
-    model = compile_model(args.model, name=args.name, input_shape=_input_shapes(args.input_shape),
-                          input_options=_input_options(args))
+    instruments = _instruments(args)
+    ctx = PassContext()
+    try:
+        model = compile_model(args.model, name=args.name,
+                              input_shape=_input_shapes(args.input_shape),
+                              input_options=_input_options(args), instruments=instruments,
+                              pass_context=ctx)
+    finally:
+        _report_instruments(args, instruments, ctx)
     result_box = []
 
     def check(folder):
@@ -158,6 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
         if quiet:
             p.add_argument("--quiet", "-q", action="store_true", help="no progress or summary")
 
+    def debugging(p):
+        p.add_argument("--dump-after", metavar="all|PASS[,PASS]",
+                       help="write the graph after these passes to --dump-dir")
+        p.add_argument("--dump-dir", default="irc-dumps", help="where dumps go (NNN_<pass>.*)")
+        p.add_argument("--dump-format", default="txt", help="comma list of txt,dot,svg,onnx")
+        p.add_argument("--print-after", metavar="all|PASS[,PASS]",
+                       help="print the graph after these passes (stderr)")
+        p.add_argument("--time-passes", action="store_true",
+                       help="print per-pass time and op-count changes (stderr)")
+        p.add_argument("--explain", action="append", metavar="PASS",
+                       help="say why PASS did not fire on the nodes it matched")
+
     def shapes(p):
         p.add_argument("--input-shape", action="append", metavar="[NAME:]N,C,H,W",
                        help="fix dynamic input dimensions (repeat per input)")
@@ -179,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip re-running the emitted files against the source")
     p.add_argument("--rtol", type=float, default=1e-4)
     p.add_argument("--atol", type=float, default=1e-5)
+    debugging(p)
     common(p)
     p.set_defaults(func=cmd_compile)
 

@@ -21,16 +21,23 @@ from irc.ir import ops as opdefs
 from irc.ir.tensors import TensorType, WeightHandle, WeightStore
 
 
-@dataclass
+@dataclass(frozen=True)
 class Provenance:
-    """Where a node came from: source node/layer names, and the pass that made or rewrote it."""
+    """Where a node came from: source node/layer names, and the passes that made or rewrote it."""
 
     sources: tuple[str, ...] = ()
-    pass_name: str | None = None
+    passes: tuple[str, ...] = ()
+
+    @property
+    def pass_name(self) -> str | None:
+        """The pass that last created or rewrote the node (None: straight from the frontend)."""
+        return self.passes[-1] if self.passes else None
 
     def merged(self, other: "Provenance", pass_name: str | None) -> "Provenance":
-        seen = dict.fromkeys(self.sources + other.sources)
-        return Provenance(tuple(seen), pass_name)
+        sources = tuple(dict.fromkeys(self.sources + other.sources))
+        passes = tuple(dict.fromkeys(self.passes + other.passes
+                                     + ((pass_name,) if pass_name else ())))
+        return Provenance(sources, passes)
 
 
 @dataclass
@@ -213,11 +220,13 @@ class Graph:
         self.outputs = [new if o == old else o for o in self.outputs]
 
     def remove_node(self, node: Node, remove_outputs: bool = True) -> None:
+        if remove_outputs:
+            for out in node.outputs:
+                if self._nx.out_degree(_val(out)) or out in self.outputs:
+                    raise GraphInvalid(f"removing {node.name!r} leaves readers of {out!r}")
         self._nx.remove_node(_op(node.name))
         if remove_outputs:
             for out in node.outputs:
-                if self._nx.degree(_val(out)) and self._nx.out_degree(_val(out)):
-                    raise GraphInvalid(f"removing {node.name!r} leaves readers of {out!r}")
                 self._nx.remove_node(_val(out))
 
     def remove_unused_values(self) -> int:

@@ -27,7 +27,17 @@ def has_identity_act(node: Node) -> bool:
     return node.attrs.get("activation", "identity") == "identity"
 
 
-def bypass(graph: Graph, node: Node) -> None:
-    """Remove a one-in one-out op, making its readers read its input."""
-    graph.replace_uses(node.outputs[0], node.inputs[0])
+def remove_noop(graph, node) -> bool:
+    """Remove an op whose output equals its input; the output's name survives. False if the
+    name cannot survive (the input is a graph input or output, or has other readers)."""
+    src, out = node.inputs[0], node.outputs[0]
+    if out not in graph.outputs:
+        graph.replace_uses(out, src)
+        graph.remove_node(node)
+        return True
+    if graph.producer(src) is None or graph.use_count(src) != 1:
+        return False
+    graph.replace_uses(out, src)
     graph.remove_node(node)
+    graph.rename_value(src, out)
+    return True

@@ -1,7 +1,7 @@
 """remove_identity_dropout: Identity and inference-mode Dropout compute nothing."""
 from __future__ import annotations
 
-from irc.passes.defs._match import bypass
+from irc.passes.defs._match import remove_noop
 from irc.passes.registry import Pass, register_pass
 
 
@@ -11,7 +11,8 @@ class RemoveIdentityDropout(Pass):
 
     Given:  %y = Dropout(%x); %z = Gemm(%y, ...)
     Result: %z = Gemm(%x, ...)
-    Dropout rates are never carried into Viya (its scoring may rescale by 1 - rate).
+    Dropout rates are never carried into Viya (its scoring may rescale by 1 - rate). A graph
+    output keeps its name: the producer of the input takes it over.
     """
 
     name = "remove_identity_dropout"
@@ -21,13 +22,9 @@ class RemoveIdentityDropout(Pass):
         for node in graph.nodes():
             if node.op_type not in ("Identity", "Dropout"):
                 continue
-            src, out = node.inputs[0], node.outputs[0]
-            if out in graph.outputs and (src in graph.inputs or src in graph.outputs
-                                         or graph.is_const(src)):
-                # The output name must survive and nothing else can carry it.
-                ctx.refuse(node, "its output is a graph output fed directly by an input, "
-                                 "a constant or another output")
-                continue
-            bypass(graph, node)
-            changed = True
+            if remove_noop(graph, node):
+                changed = True
+            else:
+                ctx.refuse(node, "its output is a graph output and its input is a graph input, "
+                                 "a constant or read elsewhere, so the output name cannot move")
         return changed

@@ -1,0 +1,129 @@
+"""Flatten passes: reshapes that only flatten become Flatten; an NHWC transpose before a
+flatten into dense layers moves into the dense weights.
+
+Viya flattens a (C, H, W) source as c·H·W + h·W + w before an fc layer (viya-semantics §1).
+A transpose to NHWC before the flatten (Keras-to-ONNX exporters insert one) changes that order,
+so its effect goes into the fc weight columns instead (traps 6 and 7).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from irc.ir.tensors import BATCH
+from irc.passes.defs._match import remove_noop
+from irc.passes.registry import Pass, register_pass
+
+
+def _shape_text(shape) -> str:
+    return "(" + ", ".join("N" if d == BATCH else str(d) for d in shape) + ")"
+
+
+@register_pass
+class ReshapeToFlatten(Pass):
+    """Turn a Reshape or Squeeze that flattens (N, d1, ..., dk) to (N, d1·…·dk) into Flatten.
+
+    Given:  %y = Reshape(%x float32[N,64,7,7], $shape int64[2] = [1, -1]) -> float32[N,3136]
+    Result: %y = Flatten(%x) {axis=1}
+    A Flatten, Reshape or Squeeze whose 2-D output equals its 2-D input is removed. Other
+    reshapes are refused here (lowering maps them to a Viya reshape layer or rejects them).
+    """
+
+    name = "reshape_to_flatten"
+
+    def run(self, graph, ctx):
+        changed = False
+        for node in graph.nodes():
+            if node.op_type not in ("Reshape", "Squeeze", "Flatten"):
+                continue
+            src = graph.value(node.inputs[0]).type.shape
+            dst = graph.value(node.outputs[0]).type.shape
+            if graph.is_const(node.inputs[0]) or not src or src[0] != BATCH:
+                continue  # constant reshapes are fold_constants' business
+            if len(src) == 2 and dst == src:
+                if remove_noop(graph, node):
+                    changed = True
+                else:
+                    ctx.refuse(node, "it changes nothing, but its output is a graph output "
+                                     "whose name no other op can take")
+                continue
+            if node.op_type == "Flatten":
+                continue  # a real flatten already
+            features = int(np.prod(src[1:], dtype=np.int64))
+            if len(src) < 2 or dst != (BATCH, features):
+                ctx.refuse(node, f"{node.op_type} {_shape_text(src)} -> {_shape_text(dst)} "
+                                 "is not a flatten to (N, features)")
+                continue
+            out = node.outputs[0]
+            tmp = graph.unique_value_name(out + "_flat")
+            graph.add_node("Flatten", [node.inputs[0]], [(tmp, graph.value(out).type)],
+                           {"axis": 1}, name=f"{node.name}_flatten",
+                           provenance=node.provenance.merged(node.provenance, self.name))
+            graph.replace_uses(out, tmp)
+            graph.remove_node(node)
+            graph.rename_value(tmp, out)
+            changed = True
+        return changed
+
+
+def _permute_columns(w: np.ndarray, c: int, h: int, wd: int) -> np.ndarray:
+    """Columns of ``w`` (n, H·W·C) in H,W,C order -> (n, C·H·W) in C,H,W order."""
+    n = w.shape[0]
+    return np.ascontiguousarray(w.reshape(n, h, wd, c).transpose(0, 3, 1, 2).reshape(n, c * h * wd))
+
+
+def _is_canonical_gemm(graph, node, value) -> bool:
+    return (node.op_type == "Gemm" and node.inputs[0] == value and value not in node.inputs[1:]
+            and node.attrs.get("transB") == 1 and node.attrs.get("transA", 0) == 0
+            and node.attrs.get("alpha", 1.0) == 1.0 and node.attrs.get("beta", 1.0) == 1.0)
+
+
+@register_pass
+class FlattenTransposeIntoDense(Pass):
+    """Remove an NCHW->NHWC Transpose before a Flatten by permuting the dense weights after it.
+
+    Given:  %t = Transpose(%x float32[N,C,H,W]) {perm=[0,2,3,1]}; %f = Flatten(%t) {axis=1};
+            %y = Gemm(%f, $w float32[n,H·W·C], $b) {transB=1}
+    Result: %f = Flatten(%x) {axis=1}; %y = Gemm(%f, $w' float32[n,C·H·W], $b) {transB=1}
+    where column c·H·W + h·W + w of $w' is column h·W·C + w·C + c of $w (viya-target §5.4).
+    Every reader of the flatten must be a canonical Gemm, and the transpose must have no other
+    reader; otherwise the pass refuses.
+    """
+
+    name = "flatten_transpose_into_dense"
+
+    def run(self, graph, ctx):
+        changed = False
+        for node in graph.nodes():
+            if node.op_type != "Transpose" or list(node.attrs.get("perm") or []) != [0, 2, 3, 1]:
+                continue
+            x, t = node.inputs[0], node.outputs[0]
+            shape = graph.value(x).type.shape
+            if len(shape) != 4:
+                continue
+            flat = graph.consumers(t)
+            if graph.use_count(t) != 1 or len(flat) != 1 or flat[0].op_type != "Flatten" \
+                    or flat[0].attrs.get("axis", 1) != 1:
+                ctx.refuse(node, "the transposed value is not read by exactly one Flatten(axis=1)"
+                                 ", so the transpose cannot move into dense weights")
+                continue
+            flat = flat[0]
+            f = flat.outputs[0]
+            gemms = graph.consumers(f)
+            if f in graph.outputs or not gemms:
+                ctx.refuse(node, f"the flatten {flat.name} output is a graph output or unread")
+                continue
+            others = [g.name for g in gemms if not _is_canonical_gemm(graph, g, f)]
+            if others:
+                ctx.refuse(node, f"the flatten {flat.name} is read by {', '.join(others)}, which "
+                                 "are not canonical Gemms (transB=1, alpha=beta=1) reading it as A")
+                continue
+            _, c, h, wd = shape
+            for gemm in gemms:
+                new_w = _permute_columns(graph.const(gemm.inputs[1]), c, h, wd)
+                graph.set_input(gemm, 1, graph.add_const(f"{gemm.inputs[1]}_chw", new_w).name)
+                gemm.provenance = gemm.provenance.merged(node.provenance, self.name)
+            graph.set_input(flat, 0, x)
+            flat.provenance = flat.provenance.merged(node.provenance, self.name)
+            graph.remove_node(node)
+            changed = True
+        return changed

@@ -1,0 +1,177 @@
+"""Batch-norm passes: per-channel constant Mul/Add become (or join) a BatchNormalization, and a
+BatchNormalization after a conv/fc folds into that layer's weights.
+
+Keras 3 exports batch norm as Mul+Add, and Sub/Div by a constant arrive here as Add/Mul (the
+ONNX frontend rewrites them). New weights are computed in float64, cast back to the weight's
+type and stored as new constants; the source arrays are never written.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from irc.passes.defs._match import has_identity_act, single_use_producer
+from irc.passes.registry import Pass, register_pass
+
+
+def _take_name(graph, old_node, new_value) -> None:
+    """``new_value`` replaces ``old_node``'s output everywhere, under that output's name."""
+    out = old_node.outputs[0]
+    graph.replace_uses(out, new_value)
+    graph.remove_node(old_node)
+    graph.rename_value(new_value, out)
+
+
+def _per_channel(c: np.ndarray, shape) -> tuple[np.ndarray | None, str]:
+    """Constant ``c`` as a (C,) vector when it broadcasts over a value of ``shape`` per channel
+    only, else None and why."""
+    rank, channels = len(shape), shape[1]
+    if c.ndim > rank:
+        return None, f"constant of shape {c.shape} has a higher rank than the value"
+    full = (1,) * (rank - c.ndim) + c.shape
+    if full[0] != 1:
+        return None, f"constant of shape {c.shape} varies along the batch axis"
+    if any(d != 1 for d in full[2:]):
+        return None, (f"constant of shape {c.shape} varies over the spatial axes (H/W), not per "
+                      "channel")
+    if full[1] not in (1, channels):
+        return None, f"constant of shape {c.shape} does not match {channels} channels"
+    return np.broadcast_to(np.asarray(c).reshape(-1), (channels,)), ""
+
+
+@register_pass
+class FoldMulAdd(Pass):
+    """Turn a per-channel constant Mul or Add into a BatchNormalization, or fold it into one.
+
+    Given:  %y = BatchNormalization(%x, $s, $b, $m, $v); %z = Mul(%y, $k float32[1,C,1,1])
+    Result: %z = BatchNormalization(%x, $s·k, $b·k, $m, $v)
+    Given:  %z = Add(%x float32[N,C,H,W], $a float32[C,1,1])
+    Result: %z = BatchNormalization(%x, 1, $a, 0, 1) {epsilon=0}
+    Refuses constants that vary over the batch or spatial axes.
+    """
+
+    name = "fold_mul_add"
+
+    def run(self, graph, ctx):
+        changed = False
+        for node in graph.nodes():
+            if node.op_type not in ("Mul", "Add"):
+                continue
+            a, b = node.inputs
+            if graph.is_const(a) == graph.is_const(b):
+                continue  # both constants (fold_constants) or neither (not ours)
+            x, c = (b, a) if graph.is_const(a) else (a, b)
+            x_type = graph.value(x).type
+            if not np.issubdtype(np.dtype(x_type.dtype), np.floating):
+                ctx.refuse(node, f"the value is {x_type.dtype}; a batchnorm computes in floats")
+                continue
+            if x_type.rank not in (2, 4):
+                ctx.refuse(node, f"the value has rank {x_type.rank}; a batchnorm needs (N, C) "
+                                 "or (N, C, H, W)")
+                continue
+            if graph.value(node.outputs[0]).type.shape != x_type.shape:
+                ctx.refuse(node, "the constant broadcasts the value to a larger shape")
+                continue
+            vec, why = _per_channel(graph.const(c), x_type.shape)
+            if vec is None:
+                ctx.refuse(node, why)
+                continue
+            vec = vec.astype(np.float64)
+            dtype = x_type.dtype
+            bn = single_use_producer(graph, x)
+            if bn is not None and bn.op_type == "BatchNormalization" and has_identity_act(bn):
+                scale, bias = (np.asarray(graph.const(n), np.float64) for n in bn.inputs[1:3])
+                if node.op_type == "Mul":
+                    scale, bias = scale * vec, bias * vec
+                    graph.set_input(bn, 1, graph.add_const(f"{bn.inputs[1]}_mul",
+                                                           scale.astype(dtype)).name)
+                else:
+                    bias = bias + vec
+                graph.set_input(bn, 2, graph.add_const(f"{bn.inputs[2]}_{node.op_type.lower()}",
+                                                       bias.astype(dtype)).name)
+                bn.provenance = bn.provenance.merged(node.provenance, self.name)
+                _take_name(graph, node, bn.outputs[0])
+                changed = True
+                continue
+            channels = x_type.shape[1]
+            ones, zeros = np.ones(channels, dtype), np.zeros(channels, dtype)
+            scale = vec.astype(dtype) if node.op_type == "Mul" else ones
+            bias = vec.astype(dtype) if node.op_type == "Add" else zeros
+            consts = [graph.add_const(f"{node.name}_{what}", arr).name for what, arr in
+                      (("scale", scale), ("bias", bias), ("mean", zeros), ("var", ones))]
+            new = graph.add_node("BatchNormalization", [x, *consts],
+                                 [(graph.unique_value_name(node.outputs[0] + "_bn"),
+                                   graph.value(node.outputs[0]).type)],
+                                 {"epsilon": 0.0}, name=f"{node.name}_bn",
+                                 provenance=node.provenance.merged(node.provenance, self.name))
+            _take_name(graph, node, new.outputs[0])
+            changed = True
+        return changed
+
+
+def _foldable_producer(graph, bn) -> tuple[object | None, str]:
+    """The Conv or canonical Gemm ``bn`` folds into, or None and why."""
+    producer = graph.producer(bn.inputs[0])
+    if producer is None:
+        return None, "it reads a graph input"
+    if producer.op_type not in ("Conv", "Gemm"):
+        return None, (f"its input comes from {producer.name} ({producer.op_type}), not a Conv or "
+                      "Gemm; it stays a batchnorm layer")
+    if producer.op_type == "Gemm" and (
+            producer.attrs.get("transB") != 1 or producer.attrs.get("transA", 0)
+            or producer.attrs.get("alpha", 1.0) != 1.0 or producer.attrs.get("beta", 1.0) != 1.0):
+        return None, f"{producer.name} is not a canonical Gemm (run normalize_gemm first)"
+    if not has_identity_act(producer):
+        return None, (f"{producer.name} applies {producer.attrs['activation']} before the "
+                      "batchnorm")
+    if single_use_producer(graph, bn.inputs[0]) is None:
+        return None, f"the output of {producer.name} has other readers"
+    if graph.use_count(producer.inputs[1]) != 1:
+        return None, f"the weight {producer.inputs[1]} of {producer.name} is shared with other ops"
+    return producer, ""
+
+
+@register_pass
+class FoldBatchNorm(Pass):
+    """Fold a BatchNormalization into the Conv or canonical Gemm that produces its input.
+
+    Given:  %y = Conv(%x, $w, $b); %z = BatchNormalization(%y, $g, $beta, $m, $v) {epsilon=e}
+    Result: %z = Conv(%x, $w', $b')
+    with s = g / sqrt(v + e), $w' = $w · s per output channel, $b' = ($b − m) · s + beta
+    ($b = 0 when absent). The batchnorm's activation moves to the conv. A batchnorm that cannot
+    fold stays (the Viya backend writes it as a batchnorm layer).
+    """
+
+    name = "fold_batchnorm"
+
+    def run(self, graph, ctx):
+        changed = False
+        for bn in graph.nodes():
+            if bn.op_type != "BatchNormalization":
+                continue
+            layer, why = _foldable_producer(graph, bn)
+            if layer is None:
+                ctx.refuse(bn, why)
+                continue
+            gamma, beta, mean, var = (np.asarray(graph.const(n), np.float64)
+                                      for n in bn.inputs[1:5])
+            s = gamma / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
+            w = graph.const(layer.inputs[1])
+            new_w = np.asarray(w, np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))
+            has_bias = len(layer.inputs) > 2 and layer.inputs[2]
+            b = np.asarray(graph.const(layer.inputs[2]), np.float64).reshape(-1) if has_bias \
+                else np.zeros(s.shape)
+            new_b = (b - mean) * s + beta
+            graph.set_input(layer, 1, graph.add_const(f"{layer.inputs[1]}_bn",
+                                                      new_w.astype(w.dtype)).name)
+            bias_name = graph.add_const(f"{layer.name}_bias_bn" if not has_bias
+                                        else f"{layer.inputs[2]}_bn", new_b.astype(w.dtype)).name
+            if len(layer.inputs) < 3:
+                layer.inputs.append("")
+            graph.set_input(layer, 2, bias_name)
+            for key in ("activation", "activation_alpha"):
+                if key in bn.attrs:
+                    layer.attrs[key] = bn.attrs[key]
+            layer.provenance = layer.provenance.merged(bn.provenance, self.name)
+            _take_name(graph, bn, layer.outputs[0])
+            changed = True
+        return changed

@@ -1,0 +1,80 @@
+"""fold_constants: ops whose inputs are all constants become constants.
+
+Shape arithmetic exported by tracers (Constant -> Unsqueeze -> Concat -> Reshape shape) and
+weight pre-processing (a Transpose of a weight) must be plain constants before the structural
+passes look for constant operands.
+"""
+from __future__ import annotations
+
+import numpy as np
+from onnx.reference import ReferenceEvaluator
+
+from irc.ir.graph import Graph
+from irc.ir.onnx_export import to_onnx
+from irc.passes.registry import Pass, register_pass
+
+
+def _evaluate(graph: Graph, node) -> list[np.ndarray]:
+    """Run ``node`` alone on its constant inputs with ONNX's reference evaluator."""
+    sub = Graph(f"fold_{node.name}", graph.weights)
+    for inp in dict.fromkeys(i for i in node.inputs if i):
+        sub.add_const(inp, graph.value(inp).const)  # the handle: no weight is copied
+    sub.add_node(node.op_type, node.inputs,
+                 [(o, graph.value(o).type) for o in node.outputs], node.attrs, name=node.name)
+    sub.outputs = list(node.outputs)
+    results = ReferenceEvaluator(to_onnx(sub)).run(None, {})
+    return [np.asarray(r) for r in results]
+
+
+@register_pass
+class FoldConstants(Pass):
+    """Evaluate every op whose inputs are all constants and replace it by its result.
+
+    Given:  $s = Concat($a int64[1], $b int64[1]) {axis=0}; %y = Reshape(%x, $s)
+    Result: %y = Reshape(%x, $s int64[2])            ($s now a constant holding the result)
+    The output keeps its name. Results larger than ``ctx.const_fold_max_elements`` and graph
+    outputs are left alone (a Viya model cannot output a constant). One topological sweep
+    reaches the fixed point: a folded op's readers come later in the order.
+    """
+
+    name = "fold_constants"
+
+    def run(self, graph, ctx):
+        changed = False
+        for node in graph.nodes():
+            inputs = [i for i in node.inputs if i]
+            if not inputs or not all(graph.is_const(i) for i in inputs):
+                continue
+            if any(o in graph.outputs for o in node.outputs):
+                ctx.refuse(node, "its result is a graph output; a constant cannot be a model "
+                                 "output")
+                continue
+            types = [graph.value(o).type for o in node.outputs]
+            size = max(int(np.prod(t.shape, dtype=np.int64)) for t in types)
+            if size > ctx.const_fold_max_elements:
+                ctx.refuse(node, f"the result has {size} elements, more than "
+                                 f"const_fold_max_elements={ctx.const_fold_max_elements}")
+                continue
+            try:
+                results = _evaluate(graph, node)
+            except Exception as exc:  # the reference evaluator raises many unrelated types
+                ctx.refuse(node, f"evaluating it on its constants failed: "
+                                 f"{type(exc).__name__}: {exc}")
+                continue
+            bad = [(o, r.shape, t.shape) for o, r, t in zip(node.outputs, results, types)
+                   if tuple(r.shape) != t.shape]
+            if bad:
+                ctx.refuse(node, "the evaluated shape differs from the inferred type: "
+                           + ", ".join(f"{o} is {r} not {t}" for o, r, t in bad))
+                continue
+            folded = []
+            for out, result, ttype in zip(node.outputs, results, types):
+                data = np.ascontiguousarray(result.astype(ttype.dtype, copy=False))
+                tmp = graph.add_const(f"{out}_folded", data).name
+                graph.replace_uses(out, tmp)
+                folded.append((tmp, out))
+            graph.remove_node(node)
+            for tmp, out in folded:
+                graph.rename_value(tmp, out)
+            changed = True
+        return changed
