@@ -96,3 +96,16 @@ def test_non_onnx_and_truncated_files(tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(InvalidModel):
         import_onnx(cut)
+
+
+def test_constant_subgraphs_fold_at_import_even_without_handlers():
+    """Shape arithmetic on constants (Cast, Range, Concat...) needs no handler: it is evaluated."""
+    b = OnnxBuilder("shape_math", (1, 3, 4, 4))
+    batch = b.const(np.array([1], np.int64))
+    rest = b.op("Cast", b.const(np.array([48.0], np.float32)), to=TensorProto.INT64)
+    shape = b.op("Concat", batch, rest, axis=0)
+    x = b.op("Reshape", b.input, shape, name="flat")
+    g = import_onnx(b.build([b.gemm(x, 48, 2, name="fc")]))
+    assert g.op_counts() == {"Reshape": 1, "Gemm": 1}
+    assert g.is_const(g.node("flat").inputs[1])
+    np.testing.assert_array_equal(g.const(g.node("flat").inputs[1]), [1, 48])

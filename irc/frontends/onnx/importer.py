@@ -15,7 +15,7 @@ from irc.errors import UnsupportedAttribute, UnsupportedOp
 from irc.frontends.registry import HandlerRegistry, format_unsupported
 from irc.ir.graph import Graph, Provenance
 from irc.ir.tensors import BATCH, TensorType
-from irc.frontends.onnx import loader
+from irc.frontends.onnx import const_eval, loader
 
 ONNX_OPS = HandlerRegistry("ONNX")
 
@@ -48,6 +48,7 @@ class OnnxImporter:
         self._types: dict[str, TensorType] = {}
         self._batch_values: set[str] = set()  # values computed from a graph input
         self._current: str | None = None
+        self._foldable: set[int] = set()
 
     # ---- handler helpers ------------------------------------------------------------------
     def problem(self, message: str) -> None:
@@ -72,6 +73,11 @@ class OnnxImporter:
         """Add the IR op for ``node``; output types come from ONNX shape inference."""
         inputs = list(node.input) if inputs is None else inputs
         outputs = [o for o in (node.output if outputs is None else outputs) if o]
+        undefined = [i for i in inputs if i and not self.graph.has_value(i)]
+        if undefined:
+            if not self.problems:  # otherwise an earlier node failed and this is its echo
+                self.problem(f"reads {undefined[0]!r}, which no node or initializer defines")
+            return
         batch = any(i in self._batch_values for i in inputs if i)
         out_types = []
         for out in outputs:
@@ -93,22 +99,48 @@ class OnnxImporter:
     # ---- the import -----------------------------------------------------------------------
     def scan_unsupported(self) -> None:
         items = [(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}",
-                  node_label(n, i)) for i, n in enumerate(self.model.graph.node)]
+                  node_label(n, i)) for i, n in enumerate(self.model.graph.node)
+                 if i not in self._foldable]
         missing = ONNX_OPS.unsupported(items)
         if missing:
             raise UnsupportedOp(format_unsupported(
                 "ONNX", missing, "irc supports: " + ", ".join(ONNX_OPS.op_types())
                 + ". Replace these ops in the source model (or see `irc ops`)."), file=self.label)
 
+    def fold(self, node: onnx.NodeProto) -> bool:
+        """Evaluate a constant-only node now; False when too big (its handler takes it)."""
+        inputs = {i: np.asarray(self.graph.const(i)) for i in dict.fromkeys(node.input) if i}
+        try:
+            results = const_eval.evaluate(node, inputs, self.opset)
+        except Exception as exc:  # the reference evaluator raises many unrelated types
+            self.problem(f"evaluating this constant {node.op_type} failed: {exc}")
+            return True
+        if any(r.size > const_eval.MAX_FOLD_ELEMENTS for r in results):
+            return False
+        for out, result in zip([o for o in node.output if o], results):
+            self.graph.add_const(out, self.graph.weights.add(np.ascontiguousarray(result), out))
+        return True
+
     def run(self) -> Graph:
+        self._foldable = const_eval.foldable_nodes(self.model)
         self.scan_unsupported()
         g = self.model.graph
-        self._types = loader.infer_types(self.model, self._input_shapes, self.label)
         init_names = set()
         for tensor in g.initializer:
             handle = loader.store_initializer(self.graph.weights, tensor, self.base_dir, self.label)
             self.graph.add_const(tensor.name, handle)
             init_names.add(tensor.name)
+        # Constant-only nodes first: shape inference then sees their results as constants.
+        folded_nodes, folded_values = set(), {}
+        for index in sorted(self._foldable):
+            node = g.node[index]
+            self._current = node_label(node, index)
+            if self.fold(node):
+                folded_nodes.add(index)
+                folded_values.update({o: self.graph.const(o) for o in node.output
+                                      if o and self.graph.has_value(o)})
+        self._types = loader.infer_types(self.model, self._input_shapes, self.label,
+                                         folded_values, folded_nodes)
         for inp in g.input:
             if inp.name in init_names:
                 continue
@@ -117,7 +149,12 @@ class OnnxImporter:
             self._batch_values.add(inp.name)
         for index, node in enumerate(g.node):
             self._current = self.graph.unique_node_name(_safe(node_label(node, index)))
+            if index in folded_nodes:
+                continue
             handler = ONNX_OPS.get(node.op_type)
+            if handler is None:
+                self.problem(f"{node.op_type} on constants is too large to evaluate at import")
+                continue
             handler.fn(self, node, decode_attrs(node))
         self._current = None
         self.graph.outputs = [o.name for o in g.output]

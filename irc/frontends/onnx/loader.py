@@ -116,18 +116,24 @@ def _parse_input_shapes(model, input_shapes, label) -> dict[str, tuple[int, ...]
     return {k: tuple(int(d) for d in v) for k, v in input_shapes.items()}
 
 
-def infer_types(model: onnx.ModelProto, input_shapes, label: str) -> dict[str, TensorType]:
+def infer_types(model: onnx.ModelProto, input_shapes, label: str,
+                folded: dict[str, np.ndarray] | None = None,
+                skip_nodes: set[int] = frozenset()) -> dict[str, TensorType]:
     """Static types of every value, inferred with batch size 1.
 
     The importer turns axis 0 into ``BATCH`` for values that depend on a graph input.
+    ``folded``: values of the nodes in ``skip_nodes``, already evaluated on constants; they
+    enter inference as initializers, so shapes computed from them are known.
     """
     overrides = _parse_input_shapes(model, input_shapes, label)
     graph = model.graph
     init_names = {t.name for t in graph.initializer}
+    folded_inits = [numpy_helper.from_array(a, name) for name, a in (folded or {}).items()]
     skeleton_graph = helper.make_graph(
-        list(graph.node), graph.name or "g", [], list(graph.output),
+        [n for i, n in enumerate(graph.node) if i not in skip_nodes], graph.name or "g", [],
+        list(graph.output),
         initializer=[t if np.prod(t.dims, dtype=np.int64) <= _SKELETON_KEEP_ELEMENTS else _stub(t)
-                     for t in graph.initializer])
+                     for t in list(graph.initializer) + folded_inits])
     for inp in graph.input:
         if inp.name in init_names:
             continue
