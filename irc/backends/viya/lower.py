@@ -43,7 +43,8 @@ class _Lowering:
         hint = name_hint or (node.name if node else kind)
         layer = ViyaLayer(self.names.claim(hint, kind), kind, options,
                           [self.layer_of[s] for s in sources], weights or {},
-                          node.provenance.sources if node else (), ())
+                          node.provenance.sources if node else (), (),
+                          node.provenance.passes if node else ())
         if out_value is not None:
             shape = self.graph.value(out_value).type.shape[1:]
             layer.out_shape = tuple(shape)
@@ -287,6 +288,8 @@ def lower(graph: Graph, name: str | None = None, input_options: dict | None = No
             low.lower_concat(node)
         elif op == "Flatten":
             low.lower_flatten(node)
+        elif op in ("Identity", "Dropout"):
+            low.layer_of[node.outputs[0]] = low.layer_of[node.inputs[0]]  # computes nothing
         elif op == "Reshape":
             low.lower_reshape(node)
         elif op == "Softmax":

@@ -45,6 +45,7 @@ class ViyaLayer:
     weights: dict[str, LazyWeight] = field(default_factory=dict)
     source_nodes: tuple[str, ...] = ()  # provenance: source graph nodes
     out_shape: tuple[int, ...] = ()  # (C, H, W) or (n,)
+    passes: tuple[str, ...] = ()  # provenance: passes that created or rewrote it
 
     def weight_names(self) -> list[str]:
         return [w for w in WEIGHT_ORDER.get(self.kind, ()) if w in self.weights]

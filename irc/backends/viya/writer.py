@@ -19,7 +19,8 @@ from irc.errors import IrcIOError
 def name_map(model) -> dict:
     return {
         "model": model.name,
-        "layers": {layer.name: {"kind": layer.kind, "source": list(layer.source_nodes)}
+        "layers": {layer.name: {"kind": layer.kind, "source": list(layer.source_nodes),
+                                "passes": list(layer.passes)}
                    for layer in model.layers},
         "inputs": dict(model.inputs),
         "outputs": dict(model.outputs),
