@@ -132,26 +132,95 @@ def cmd_verify(args) -> int:
 
     inputs = load_inputs(args.inputs) if args.inputs else None
     result = verify(args.model, args.outdir, inputs=inputs, rtol=args.rtol, atol=args.atol,
-                    seed=args.seed, batch=args.batch)
+                    seed=args.seed, batch=args.batch, options=_executor_options(args.option))
     print(result.table())
     return 0 if result.ok else 1
 
 
+def _executor_options(pairs):
+    """--option key=value ... -> ExecutorOptions (numbers parsed, the rest as strings)."""
+    from irc.backends.viya.executor import ExecutorOptions
+
+    values = {}
+    for pair in pairs or []:
+        key, _, raw = pair.partition("=")
+        try:
+            values[key] = float(raw)
+        except ValueError:
+            values[key] = raw
+    try:
+        return ExecutorOptions(**values)
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedAttribute(f"--option: {exc}", hint="see viya-semantics.md §16 for the "
+                                   "executor options and their values") from None
+
+
+def cmd_diff(args) -> int:
+    from irc.debug.diff import diff
+    from irc.verify import load_inputs
+
+    inputs = load_inputs(args.inputs) if args.inputs else None
+    report = diff(args.model, args.outdir, inputs=inputs, rtol=args.rtol, atol=args.atol,
+                  repro_dir=args.repro, options=_executor_options(args.option))
+    print(report.text())
+    return 0 if report.first_bad is None else 1
+
+
+def _write_or_print(text_or_bytes, target) -> None:
+    if target is None:
+        print(text_or_bytes)
+    elif isinstance(text_or_bytes, bytes):
+        Path(target).write_bytes(text_or_bytes)
+    else:
+        Path(target).write_text(text_or_bytes, encoding="utf-8")
+
+
 def cmd_inspect(args) -> int:
+    from irc.errors import IrcIOError
+
+    if Path(args.model).is_dir():  # an output folder: the Viya model as the executor reads it
+        from irc.debug.inspect_folder import describe_folder
+
+        print(describe_folder(args.model))
+        return 0
+    if args.format in ("svg", "onnx") and not args.output:
+        raise IrcIOError(f"--format {args.format} needs -o FILE")
+    if args.stage in ("source", "onnx"):
+        import onnx
+
+        from irc.frontends.onnx.loader import load_model
+
+        model, _ = load_model(args.model, str(args.model))
+        if args.format == "onnx":
+            onnx.save(model, args.output)
+        else:
+            _write_or_print(onnx.printer.to_text(model.graph), args.output)
+        return 0
     from irc.api import import_model, optimize
-    from irc.ir.printer import format_graph
 
     graph = import_model(args.model, _input_shapes(args.input_shape))
-    if args.stage == "ir":
-        print(format_graph(graph))
-        return 0
-    optimize(graph)
-    if args.stage == "optimized":
-        print(format_graph(graph))
-        return 0
-    from irc.backends.viya.lower import lower
+    if args.stage == "optimized" or args.stage == "viya":
+        optimize(graph)
+    if args.stage == "viya":
+        from irc.backends.viya.lower import lower
 
-    print(lower(graph, label=str(args.model)).summary())
+        _write_or_print(lower(graph, label=str(args.model)).summary(), args.output)
+        return 0
+    from irc.passes.instruments import write_graph
+
+    if args.format == "dot" and not args.output:
+        from irc.ir.dot import to_dot
+
+        print(to_dot(graph))
+        return 0
+    if args.output and args.format != "txt":
+        target = Path(args.output)
+        written = write_graph(graph, target.with_suffix(""), [args.format])
+        written[0].replace(target)
+        return 0
+    from irc.ir.printer import format_graph
+
+    _write_or_print(format_graph(graph), args.output)
     return 0
 
 
@@ -237,15 +306,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, default=1e-5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="reference executor option for an open point (viya-semantics.md §16)")
     common(p, quiet=False)
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("inspect", help="print the graph at a stage")
-    p.add_argument("model")
-    p.add_argument("--stage", choices=["ir", "optimized", "viya"], default="ir")
+    p = sub.add_parser("inspect", help="the graph at a stage, as text, a picture or ONNX")
+    p.add_argument("model", help="a model file, or an output folder of `irc compile`")
+    p.add_argument("--stage", choices=["source", "onnx", "ir", "optimized", "viya"], default="ir")
+    p.add_argument("--format", choices=["txt", "dot", "svg", "onnx"], default="txt")
+    p.add_argument("-o", "--output", help="write to this file (needed for svg and onnx)")
     shapes(p)
     common(p, quiet=False)
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("diff", help="find the first Viya layer that diverges from the source")
+    p.add_argument("model")
+    p.add_argument("outdir")
+    p.add_argument("--inputs", help=".npz with one array per source input")
+    p.add_argument("--rtol", type=float, default=1e-4)
+    p.add_argument("--atol", type=float, default=1e-5)
+    p.add_argument("--repro", metavar="DIR", help="write the diverging layer's ONNX sub-graph "
+                   "and its inputs here")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="reference executor option for an open point (viya-semantics.md §16)")
+    common(p, quiet=False)
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("passes", help="list the passes, in pipeline order")
     p.set_defaults(func=cmd_passes)

@@ -48,6 +48,7 @@ class _Lowering:
         if out_value is not None:
             shape = self.graph.value(out_value).type.shape[1:]
             layer.out_shape = tuple(shape)
+            layer.tensor = out_value
             self.layer_of[out_value] = layer.name
         self.model.layers.append(layer)
         return layer
@@ -87,7 +88,7 @@ class _Lowering:
         if any(s != 1.0 for s in stds):
             options["normstds"] = stds
         layer = ViyaLayer(self.names.claim(value, "data"), "input", options, [], {}, (value,),
-                          (c, h, w))
+                          (c, h, w), tensor=value)
         self.layer_of[value] = layer.name
         self.model.layers.append(layer)
         self.model.inputs[value] = layer.name
@@ -220,9 +221,11 @@ class _Lowering:
         producer = self.graph.producer(x)
         if producer is not None and producer.op_type == "Gemm" and self.graph.use_count(x) == 1 \
                 and producer.attrs.get("activation", "identity") == "identity":
-            self.lower_gemm(producer, as_output=True, act="softmax")
-            self.layer_of[node.outputs[0]] = self.layer_of[x]
-            self.model.layers[-1].source_nodes += node.provenance.sources
+            layer = self.lower_gemm(producer, as_output=True, act="softmax")
+            if layer is not None:
+                self.layer_of[node.outputs[0]] = layer.name
+                layer.source_nodes += node.provenance.sources
+                layer.tensor = node.outputs[0]
             return
         n = self.graph.value(x).type.numel_per_example()
         self.add(node, "output", {"n": n, "act": "softmax", "includebias": False,
@@ -330,6 +333,7 @@ def _add_output_layers(low: _Lowering, graph: Graph) -> None:
         n = math.prod(layer.out_shape)
         new = ViyaLayer(low.names.claim(f"{layer.name}_output", "output"), "output",
                         {"n": n, "act": "identity", "includebias": False, "fullconnect": False,
-                         "error": "auto"}, [layer.name], {}, layer.source_nodes, (n,))
+                         "error": "auto"}, [layer.name], {}, layer.source_nodes, (n,),
+                        tensor=layer.tensor)
         low.model.layers.append(new)
         low.model.outputs[out] = new.name

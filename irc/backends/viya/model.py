@@ -46,6 +46,7 @@ class ViyaLayer:
     source_nodes: tuple[str, ...] = ()  # provenance: source graph nodes
     out_shape: tuple[int, ...] = ()  # (C, H, W) or (n,)
     passes: tuple[str, ...] = ()  # provenance: passes that created or rewrote it
+    tensor: str = ""  # the source-graph tensor this layer's output equals (for `irc diff`)
 
     def weight_names(self) -> list[str]:
         return [w for w in WEIGHT_ORDER.get(self.kind, ()) if w in self.weights]

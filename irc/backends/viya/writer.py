@@ -20,7 +20,7 @@ def name_map(model) -> dict:
     return {
         "model": model.name,
         "layers": {layer.name: {"kind": layer.kind, "source": list(layer.source_nodes),
-                                "passes": list(layer.passes)}
+                                "passes": list(layer.passes), "tensor": layer.tensor}
                    for layer in model.layers},
         "inputs": dict(model.inputs),
         "outputs": dict(model.outputs),

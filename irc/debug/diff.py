@@ -1,0 +1,119 @@
+"""`irc diff`: find the first Viya layer whose output parts from the source.
+
+The source runs in onnxruntime with every tensor named in name_map.json exposed as an output;
+the reference executor runs the emitted files and returns every layer's output. Layers are
+compared in addLayer order; the first beyond tolerance is reported with the source nodes it
+came from and the passes that touched it, and a standalone repro can be written: the ONNX
+sub-graph that computes it plus its inputs as .npz.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from irc.errors import IrcError
+from irc.verify import compare, make_inputs, viya_input
+
+
+@dataclass
+class LayerDiff:
+    layer: str
+    kind: str
+    tensor: str
+    max_abs: float
+    max_rel: float
+    ok: bool
+
+
+@dataclass
+class DiffReport:
+    layers: list[LayerDiff]
+    name_map: dict
+    first_bad: LayerDiff | None = None
+    repro: list[Path] = field(default_factory=list)
+
+    def text(self) -> str:
+        lines = [f"{'viya layer':<28} {'kind':<10} {'source tensor':<28} {'max abs':>10}  ok"]
+        for d in self.layers:
+            lines.append(f"{d.layer:<28} {d.kind:<10} {d.tensor:<28} {d.max_abs:>10.3g}  "
+                         f"{'yes' if d.ok else 'NO'}")
+        if self.first_bad is None:
+            lines.append("every compared layer matches")
+        else:
+            info = self.name_map["layers"][self.first_bad.layer]
+            lines.append(f"first divergence: layer {self.first_bad.layer!r} ({self.first_bad.kind})"
+                         f", from source node(s) {', '.join(info['source']) or '?'}; passes that "
+                         f"touched it: {', '.join(info.get('passes', [])) or 'none'}")
+        lines += [f"repro: {p}" for p in self.repro]
+        return "\n".join(lines)
+
+
+def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of ``model`` that also outputs each named tensor it computes."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    infos = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)
+             + list(inferred.graph.input)}
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    present = {o.name for o in exposed.graph.output}
+    for name in names:
+        if name in infos and name not in present:
+            exposed.graph.output.append(infos[name])
+            present.add(name)
+    return exposed
+
+
+def diff(source, outdir, inputs=None, rtol: float = 1e-4, atol: float = 1e-5, seed: int = 0,
+         batch: int = 1, repro_dir=None, options=None) -> DiffReport:
+    from irc.api import frontend_for
+    from irc.backends.viya.executor import execute, load_viya_model
+    from irc.ir.onnx_export import run_onnxruntime
+
+    if frontend_for(source) != "onnx":
+        raise IrcError("irc diff compares ONNX sources for now",
+                       hint="Keras and Caffe sources get their layer-by-layer oracles with "
+                            "their frontends")
+    outdir = Path(outdir)
+    payloads = json.loads((outdir / "model.json").read_text(encoding="utf-8"))
+    name_map = json.loads((outdir / "name_map.json").read_text(encoding="utf-8"))
+    model = source if isinstance(source, onnx.ModelProto) else onnx.load(str(source))
+    feeds = inputs if inputs is not None else make_inputs(payloads, seed, batch)
+    tensors = [info["tensor"] for info in name_map["layers"].values() if info.get("tensor")]
+    reference = run_onnxruntime(_with_outputs(model, tensors), feeds)
+    reference.update(feeds)
+    (source_input,) = feeds.values()
+    got = execute(load_viya_model(outdir), viya_input(payloads, source_input), options=options,
+                  all_layers=True)
+    report = DiffReport([], name_map)
+    for call in payloads["addLayer"]:
+        name = call["name"]
+        tensor = name_map["layers"][name].get("tensor", "")
+        if tensor not in reference or name not in got:
+            continue
+        max_abs, max_rel, ok = compare(reference[tensor], got[name], rtol, atol)
+        entry = LayerDiff(name, call["layer"]["type"], tensor, max_abs, max_rel, ok)
+        report.layers.append(entry)
+        if not ok and report.first_bad is None:
+            report.first_bad = entry
+    if report.first_bad is not None and repro_dir is not None:
+        report.repro = write_repro(model, payloads, name_map, report.first_bad, reference,
+                                   Path(repro_dir))
+    return report
+
+
+def write_repro(model, payloads, name_map, bad: LayerDiff, reference, folder: Path) -> list[Path]:
+    """The ONNX sub-graph from the bad layer's source tensors to its tensor, and its inputs."""
+    from onnx.utils import Extractor
+
+    call = next(c for c in payloads["addLayer"] if c["name"] == bad.layer)
+    inputs = [name_map["layers"][s]["tensor"] for s in call.get("srcLayers", [])]
+    folder.mkdir(parents=True, exist_ok=True)
+    sub = Extractor(onnx.shape_inference.infer_shapes(model)).extract_model(inputs, [bad.tensor])
+    onnx_path, npz_path = folder / f"{bad.layer}.onnx", folder / f"{bad.layer}_inputs.npz"
+    onnx.save(sub, str(onnx_path))
+    np.savez(npz_path, **{name: reference[name] for name in inputs})
+    return [onnx_path, npz_path]
