@@ -59,11 +59,14 @@ def compile(source, name: str | None = None, input_shape=None, input_options: di
     """
     from irc.backends.viya.lower import lower
 
+    from irc.passes.registry import PassContext
+
     graph = import_model(source, input_shape)
-    optimize(graph, pipeline, instruments, pass_context)
+    ctx = pass_context if pass_context is not None else PassContext()
+    optimize(graph, pipeline, instruments, ctx)
     label = "<ModelProto>" if not isinstance(source, (str, Path)) else str(source)
     model = lower(graph, name=name or _default_name(source, graph), input_options=input_options,
-                  label=label)
+                  label=label, refusals=ctx.refusals)
     return model
 
 

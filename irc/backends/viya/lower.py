@@ -24,7 +24,8 @@ VIYA_ACT = {"identity": "identity", "relu": "relu", "sigmoid": "sigmoid", "tanh"
 
 
 class _Lowering:
-    def __init__(self, graph: Graph, name: str, input_options: dict | None):
+    def __init__(self, graph: Graph, name: str, input_options: dict | None,
+                 refusals=()):
         self.graph = graph
         self.model = ViyaModel(name=name, layers=[])
         self.names = NameTable()
@@ -32,11 +33,15 @@ class _Lowering:
         self.flattened: set[str] = set()  # IR values that are a Flatten of a layer's output
         self.problems: list[str] = []
         self.input_options = input_options or {}
+        self.refusals: dict[str, list[str]] = {}  # node -> why passes left it alone
+        for pass_name, node_name, reason in refusals:
+            self.refusals.setdefault(node_name, []).append(f"{pass_name}: {reason}")
 
     # ---- helpers --------------------------------------------------------------------------
     def problem(self, node: Node, message: str) -> None:
         sources = ", ".join(node.provenance.sources) or node.name
-        self.problems.append(f"{node.name} ({node.op_type}, from {sources}): {message}")
+        why = "".join(f"\n      ({r})" for r in self.refusals.get(node.name, []))
+        self.problems.append(f"{node.name} ({node.op_type}, from {sources}): {message}{why}")
 
     def add(self, node: Node | None, kind: str, options: dict, sources: list[str],
             out_value: str | None, weights=None, name_hint: str | None = None) -> ViyaLayer:
@@ -252,13 +257,13 @@ def _softmax_output_gemms(graph: Graph) -> set[str]:
 
 
 def lower(graph: Graph, name: str | None = None, input_options: dict | None = None,
-          label: str = "") -> ViyaModel:
+          label: str = "", refusals=()) -> ViyaModel:
     """The Viya model of an optimised IR graph, or :class:`ViyaCannotExpress` listing why not."""
     from irc.backends.viya.names import sanitize
 
     if (input_options or {}).get("channel_order") == "rgb":
         input_options = reverse_channel_constants(input_options)
-    low = _Lowering(graph, sanitize(name or graph.name, "model"), input_options)
+    low = _Lowering(graph, sanitize(name or graph.name, "model"), input_options, refusals)
     if len(graph.inputs) != 1:
         raise ViyaCannotExpress(f"the model has {len(graph.inputs)} inputs; a Viya CNN has one "
                                 "input layer", file=label or None,

@@ -161,7 +161,7 @@ def add(imp, node, attrs):
     if kind == "none":
         a, b = imp.type_of(x), imp.type_of(c)
         if a and b and a.shape != b.shape:
-            imp.problem(f"Add of shapes {a.shape} and {b.shape} broadcasts; Viya's residual "
+            imp.problem(f"Add of shapes {a} and {b} broadcasts; Viya's residual "
                         "layer needs identical shapes")
             return
         imp.emit("Sum", node, inputs=[x, c])

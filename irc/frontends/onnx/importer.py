@@ -151,6 +151,8 @@ class OnnxImporter:
             self._current = self.graph.unique_node_name(_safe(node_label(node, index)))
             if index in folded_nodes:
                 continue
+            if self.problems and any(i and not self.graph.has_value(i) for i in node.input):
+                continue  # reads the output of a node already refused: one problem is enough
             handler = ONNX_OPS.get(node.op_type)
             if handler is None:
                 self.problem(f"{node.op_type} on constants is too large to evaluate at import")
