@@ -246,24 +246,25 @@ def plain_activation(imp, node, attrs):
     imp.emit(node.op_type, node)
 
 
+def _fixed_alpha(imp, node, attrs, default: float, required: float, why: str) -> None:
+    """Emit an activation whose alpha Viya fixes at ``required``; refuse any other alpha."""
+    alpha = float(attrs.get("alpha", default))
+    if not math.isclose(alpha, required, rel_tol=1e-6):
+        imp.problem(f"{node.op_type} alpha={alpha:g}; {why}")
+        return
+    imp.emit(node.op_type, node, attrs={"alpha": required})
+
+
 @reg.register("LeakyRelu")
 def leaky_relu(imp, node, attrs):
     """LeakyRelu(alpha=0.1) -> act leaky (Viya's slope is fixed at 0.1)."""
-    alpha = float(attrs.get("alpha", 0.01))
-    if not math.isclose(alpha, 0.1, rel_tol=1e-6):
-        imp.problem(f"LeakyRelu alpha={alpha:g}; Viya's leaky activation has slope 0.1 only")
-        return
-    imp.emit("LeakyRelu", node, attrs={"alpha": 0.1})
+    _fixed_alpha(imp, node, attrs, 0.01, 0.1, "Viya's leaky activation has slope 0.1 only")
 
 
 @reg.register("Elu")
 def elu(imp, node, attrs):
     """Elu(alpha=1) -> act elu."""
-    alpha = float(attrs.get("alpha", 1.0))
-    if not math.isclose(alpha, 1.0, rel_tol=1e-6):
-        imp.problem(f"Elu alpha={alpha:g}; only alpha=1 is known to match Viya's elu")
-        return
-    imp.emit("Elu", node, attrs={"alpha": 1.0})
+    _fixed_alpha(imp, node, attrs, 1.0, 1.0, "only alpha=1 is known to match Viya's elu")
 
 
 @reg.register("Softmax")
@@ -354,7 +355,7 @@ def pad(imp, node, attrs):
     imp.emit("Pad", node, inputs=inputs, attrs={"mode": "constant"})
 
 
-def _axes_input(imp, node, attrs, op_name):
+def _axes_input(imp, node, attrs):
     if imp.opset < 13 and node.op_type in ("Squeeze", "Unsqueeze"):
         if "axes" not in attrs:
             return [node.input[0]]
@@ -366,7 +367,7 @@ def _axes_input(imp, node, attrs, op_name):
 @reg.register("Squeeze", "Unsqueeze")
 def squeeze(imp, node, attrs):
     """Squeeze/Unsqueeze -> folded on constants; around unit axes, a flatten."""
-    inputs = _axes_input(imp, node, attrs, node.op_type)
+    inputs = _axes_input(imp, node, attrs)
     if len(inputs) > 1 and not imp.is_const(inputs[1]):
         imp.problem(f"{node.op_type} axes are not constant")
         return
