@@ -340,9 +340,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every `finally`/cleanup (the atomic writer's) runs."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def main(argv=None) -> int:
+    import signal
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    if threading_is_main():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except IrcError as exc:
@@ -350,9 +362,16 @@ def main(argv=None) -> int:
             traceback.print_exc()
         print(f"irc: {exc.kind}: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("irc: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, _Terminated) else 130
+
+
+def threading_is_main() -> bool:
+    """Signal handlers can only be installed from the main thread (not in threaded callers)."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":
