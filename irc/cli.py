@@ -353,8 +353,7 @@ def main(argv=None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if threading_is_main():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading_is_main() else None
     try:
         return args.func(args)
     except IrcError as exc:
@@ -365,6 +364,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as exc:
         print("irc: interrupted; nothing was written", file=sys.stderr)
         return 143 if isinstance(exc, _Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def threading_is_main() -> bool:
