@@ -39,3 +39,46 @@ def vgg16(image: int = 224, classes: int = 1000, seed: int = 0):
     x = b.op("Relu", b.gemm(x, 512 * side * side, 4096))
     x = b.op("Relu", b.gemm(x, 4096, 4096))
     return b.build([b.op("Softmax", b.gemm(x, 4096, classes))])
+
+
+def big_external(folder, in_features: int = 512 * 7 * 7, out_features: int = 22_000,
+                 seed: int = 0):
+    """A conv + fc model whose fc weight (2.2 GB) lives in an external data file.
+
+    The weight file is filled in chunks through a memory map, so building it never holds
+    2 GB in memory, and the .onnx file itself stays small (protobuf cannot exceed 2 GB).
+    """
+    from pathlib import Path
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    folder = Path(folder)
+    data_path = folder / "big.data"
+    shape = (out_features, in_features)
+    weight = np.memmap(data_path, dtype=np.float32, mode="w+", shape=shape)
+    rng = np.random.default_rng(seed)
+    for start in range(0, out_features, 1000):
+        rows = weight[start:start + 1000]
+        rows[...] = rng.standard_normal(rows.shape, dtype=np.float32) / np.sqrt(in_features)
+    weight.flush()
+    del weight
+    tensor = TensorProto(name="fc_w", data_type=TensorProto.FLOAT, dims=shape)
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", data_path.name), ("offset", "0"),
+                       ("length", str(4 * out_features * in_features))):
+        tensor.external_data.add(key=key, value=value)
+    b = OnnxBuilder("big", ("N", 3, 14, 14), seed=seed)
+    x = b.op("Relu", b.conv(b.input, 512, 3, stride=2, pads=[1, 1, 1, 1]))
+    x = b.op("Flatten", x)
+    graph = helper.make_graph(
+        b.nodes + [helper.make_node("Gemm", [x, "fc_w"], ["logits"], name="fc", transB=1)],
+        "big", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 14, 14])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", out_features])],
+        initializer=b.inits + [tensor])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = folder / "big.onnx"
+    onnx.save(model, str(path))
+    return path

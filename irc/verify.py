@@ -91,9 +91,12 @@ def run_source(source, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     kind = frontend_for(source)
     if kind != "onnx":
         raise VerificationFailed(f"no source runtime for {kind} models yet")
-    model = source if isinstance(source, onnx.ModelProto) else onnx.load(str(source))
+    # A file is given to onnxruntime by path: external data (and models past 2 GB) then load
+    # straight from disk instead of through a serialised copy.
+    model = source if isinstance(source, onnx.ModelProto) else str(source)
+    header = model if isinstance(model, onnx.ModelProto) else onnx.load(model, load_external_data=False)
     fixed_batch = any(i.type.tensor_type.shape.dim[0].dim_value > 0
-                      for i in model.graph.input if i.name in feeds
+                      for i in header.graph.input if i.name in feeds
                       and i.type.tensor_type.shape.dim)
     try:
         if not fixed_batch:

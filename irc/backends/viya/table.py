@@ -165,5 +165,19 @@ def table_frame(model):
 
 
 def write_table_csv(model, path) -> None:
-    """CSV as the corpus tables are written: missing numbers as empty fields."""
-    table_frame(model).to_csv(path, index=False, na_rep="")
+    """CSV as the corpus tables are written: missing numbers as empty fields.
+
+    Plain csv rather than pandas: importing pandas costs more than writing the table.
+    """
+    import csv
+
+    def number(value: float) -> str:
+        return "" if math.isnan(value) else repr(float(value))
+
+    rows = table_rows(model)  # first: a model it cannot express leaves no file behind
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for key0, key1, chrval, numval, layer_id in rows:
+            writer.writerow([key0, key1, chrval, number(numval),
+                             "" if math.isnan(layer_id) else str(int(layer_id))])

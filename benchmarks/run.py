@@ -1,0 +1,141 @@
+"""irc's benchmarks: one command, one table, every figure measured in the same run.
+
+    .venv/bin/python benchmarks/run.py            # ONNX ResNet50 + VGG16, executor, start-up
+    .venv/bin/python benchmarks/run.py --big      # also a >2 GB external-data ONNX model
+
+Each step runs in a fresh child process so its wall time and peak RSS are its own:
+- floor:  load the source weights and write the same bytes with h5py (the cost of moving them);
+- irc:    `irc compile MODEL -o OUT --no-verify`;
+- the reference executor against onnxruntime on one 224x224 image (ResNet50).
+Ratios are the figures to quote; absolute times depend on the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM belongs to the address space made at exec; ru_maxrss
+    would also count the parent's memory copied by fork."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def child_floor(model_path: str, out: str) -> None:
+    """Load every initializer (as irc would: views, external data memory-mapped) and write it."""
+    import h5py
+    import onnx
+
+    from irc.frontends.onnx.loader import store_initializer
+    from irc.ir.tensors import WeightStore
+
+    model = onnx.load(model_path, load_external_data=False)
+    store = WeightStore()
+    with h5py.File(out, "w") as f:
+        for i, tensor in enumerate(model.graph.initializer):
+            handle = store_initializer(store, tensor, Path(model_path).parent, model_path)
+            f.create_dataset(f"w{i}", data=handle.numpy())
+
+
+def child_irc(model_path: str, out: str) -> None:
+    from irc.cli import main
+
+    code = main(["compile", model_path, "-o", out, "--no-verify", "--quiet", "--force"])
+    if code != 0:
+        raise SystemExit(code)
+
+
+def run_child(step: str, *args: str) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", step, *args]
+    start = time.perf_counter()
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{step} failed:\n{result.stderr[-2000:]}")
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    measured["wall"] = wall
+    return measured
+
+
+def weight_bytes(model_path: Path) -> int:
+    import numpy as np
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    return sum(int(np.prod(t.dims)) * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+               for t in model.graph.initializer)
+
+
+def bench_compile(name: str, model_path: Path, tmp: Path) -> str:
+    floor = run_child("floor", str(model_path), str(tmp / f"{name}_floor.h5"))
+    ours = run_child("irc", str(model_path), str(tmp / f"{name}_out"))
+    wb = weight_bytes(model_path) / 1e6
+    rss_goal = 1.5 * wb + 300
+    return (f"| {name} | {wb:.0f} | {floor['seconds']:.2f} | {ours['seconds']:.2f} | "
+            f"{ours['seconds'] / floor['seconds']:.2f}x (goal <= 1.5x) | {floor['rss_mb']:.0f} | "
+            f"{ours['rss_mb']:.0f} | {ours['rss_mb'] / rss_goal:.2f} of goal |")
+
+
+def bench_help() -> str:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "irc", "--help"], capture_output=True, check=True)
+    return f"`irc --help`: {time.perf_counter() - start:.2f} s (goal < 0.5 s)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--big", action="store_true", help="add a >2 GB external-data model")
+    parser.add_argument("--skip-vgg", action="store_true", help="ResNet50 only (faster)")
+    args = parser.parse_args()
+    if args.child:
+        step, *rest = args.child
+        start = time.perf_counter()
+        {"floor": child_floor, "irc": child_irc}[step](*rest)
+        print(json.dumps({"seconds": time.perf_counter() - start, "rss_mb": _peak_rss_mb()}))
+        return
+
+    import onnx
+
+    from onnx_models import big_external, resnet50, vgg16
+
+    rows = []
+    with tempfile.TemporaryDirectory(dir=os.environ.get("IRC_BENCH_TMP")) as tmp_name:
+        tmp = Path(tmp_name)
+        builders = [("ResNet50 (ONNX)", resnet50)] + ([] if args.skip_vgg else [("VGG16 (ONNX)", vgg16)])
+        for name, build in builders:
+            path = tmp / f"{build.__name__}.onnx"
+            onnx.save(build(), str(path))
+            rows.append(bench_compile(name, path, tmp))
+        if args.big:
+            path = big_external(tmp)
+            rows.append(bench_compile(">2 GB external data (ONNX)", path, tmp))
+    print("| model | weights (MB) | floor (s) | irc compile (s) | time ratio | floor RSS (MB) "
+          "| irc RSS (MB) | RSS vs 1.5x weights + 300 MB |")
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print()
+    executor = subprocess.run([sys.executable, str(HERE / "executor_vs_ort.py")],
+                              capture_output=True, text=True, check=True)
+    print(executor.stdout.strip())
+    print()
+    print(bench_help())
+
+
+if __name__ == "__main__":
+    main()

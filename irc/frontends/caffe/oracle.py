@@ -1,0 +1,86 @@
+"""OpenCV as the Caffe oracle: ``cv2.dnn.readNetFromCaffe`` runs the same prototxt and caffemodel.
+
+cv2 is a test/verify dependency only (imported here, lazily). OpenCV 4.14 cannot feed a net
+whose input is a ``Data`` or ``MemoryData`` layer, so such layers are replaced by a top-level
+``input`` of x's shape in a temporary copy of the prototxt (re-serialised with irc's schema:
+fields outside it are dropped from that copy); every computing layer is left as written.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from google.protobuf import text_format
+
+from irc.errors import VerificationFailed
+from irc.frontends.caffe import caffe_subset_pb2 as pb
+from irc.frontends.caffe.reader import V1_TYPES, read_prototxt
+
+_DATA_LAYERS = ("Data", "MemoryData")
+
+
+def net_outputs(layers) -> dict[str, str]:
+    """Caffe's net outputs: {top name: the layer that writes it last}, in net order."""
+    writer: dict[str, str] = {}
+    read_after_write: dict[str, bool] = {}
+    data_tops: set[str] = set()
+    for layer in layers:
+        for b in layer.bottoms:
+            read_after_write[b] = True
+        for top in layer.tops:
+            writer[top] = layer.name
+            read_after_write[top] = False
+        if layer.type in _DATA_LAYERS + ("Input",):
+            data_tops.update(layer.tops)
+    return {t: name for t, name in writer.items()
+            if not read_after_write[t] and t not in data_tops}
+
+
+def _as_inputs(net, x: dict[str, np.ndarray]):
+    """A copy of ``net`` whose Data/MemoryData layers are top-level inputs shaped like ``x``."""
+    copy = type(net)()
+    copy.CopyFrom(net)
+    for field_name in ("layer", "layers"):
+        kept = []
+        for layer in getattr(copy, field_name):
+            layer_type = layer.type if field_name == "layer" else V1_TYPES.get(
+                pb.V1LayerParameter.LayerType.Name(layer.type), "")
+            if layer_type in _DATA_LAYERS:
+                top = layer.top[0]
+                copy.input.append(top)
+                copy.input_shape.add().dim.extend(x[top].shape)
+            else:
+                kept.append(layer)
+        del getattr(copy, field_name)[:]
+        getattr(copy, field_name).extend(kept)
+    return copy
+
+
+def run_opencv_oracle(prototxt, caffemodel, x) -> dict[str, np.ndarray]:
+    """OpenCV's forward of the Caffe net on ``x`` (an array for a single-input net, or
+    {input top: array}): {Caffe top name: array} for every net output."""
+    import cv2
+
+    caffe_net = read_prototxt(prototxt)
+    layers = caffe_net.layers
+    inputs = list(caffe_net.net.input) + [t for l in layers if l.type == "Input" for t in l.tops] \
+        + [l.tops[0] for l in layers if l.type in _DATA_LAYERS]
+    feeds = x if isinstance(x, dict) else {inputs[0]: x}
+    feeds = {k: np.ascontiguousarray(v, np.float32) for k, v in feeds.items()}
+    outputs = net_outputs(layers)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(prototxt)
+        if any(l.type in _DATA_LAYERS for l in layers):
+            path = Path(tmp) / "net.prototxt"
+            path.write_text(text_format.MessageToString(_as_inputs(caffe_net.net, feeds)))
+        try:
+            net = cv2.dnn.readNetFromCaffe(str(path), str(caffemodel) if caffemodel else "")
+            net.enableFusion(False)
+            for name, value in feeds.items():
+                net.setInput(value, name if len(feeds) > 1 else "")
+            results = net.forward(list(outputs.values()))
+        except cv2.error as exc:
+            raise VerificationFailed(f"OpenCV could not run the Caffe net: {exc}",
+                                     file=str(prototxt)) from None
+    return {top: np.asarray(r) for top, r in zip(outputs, results)}

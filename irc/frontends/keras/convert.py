@@ -1,0 +1,148 @@
+"""Keras -> ONNX through tf2onnx, and Keras itself as the oracle for verification.
+
+Keras 3 models go through ``tf2onnx.convert.from_function`` on a ``tf.function`` calling
+``model(x, training=False)`` (``from_keras`` fails on Keras 3); tf-keras models through
+``from_keras``. Both with ``inputs_as_nchw``, so the one NHWC -> NCHW change happens at the
+input; :mod:`onnx_cleanup` then removes what irc cannot take.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx
+
+from irc.errors import InvalidModel, UnsupportedAttribute, UnsupportedOp
+from irc.frontends.keras import layers as keras_layers
+from irc.frontends.keras.loading import KerasSource, load
+from irc.frontends.keras.onnx_cleanup import clean
+from irc.frontends.keras.runtime import tf_modules
+
+OPSET = 17
+
+
+def output_names(model) -> list[str]:
+    """ONNX output names: the Keras output layer names, made unique, in model.outputs order."""
+    names, used = [], set()
+    for tensor in _model_tensors(model, "outputs"):
+        base = tensor._keras_history[0].name or "output"
+        name, n = base, 1
+        while name in used:
+            n += 1
+            name = f"{base}_{n}"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def input_name(model) -> str:
+    (tensor,) = _model_tensors(model, "inputs")[:1] or (None,)
+    name = tensor._keras_history[0].name if tensor is not None else ""
+    return name or "input"
+
+
+def _model_tensors(model, which: str) -> list:
+    try:
+        tensors = getattr(model, which)
+    except (AttributeError, ValueError) as exc:
+        raise InvalidModel(f"the Keras model has no defined {which} ({exc})",
+                           hint="build the model with keras.Input(...) or call it once") from None
+    if tensors is None:
+        raise InvalidModel(f"the Keras model has no defined {which}",
+                           hint="build the model with keras.Input(...) or call it once")
+    return list(tensors) if isinstance(tensors, (list, tuple)) else [tensors]
+
+
+def _input_dims(model, input_shape, label: str) -> tuple[int, ...]:
+    """The input shape without batch, channels last, every dimension fixed.
+
+    ``input_shape``: the Keras shape without batch (H, W, C), or with batch in irc's N,C,H,W
+    layout (as ``irc compile --input-shape``).
+    """
+    (tensor,) = _model_tensors(model, "inputs")[:1]
+    shape = tuple(None if d is None else int(d) for d in tuple(tensor.shape)[1:])
+    if input_shape is not None:
+        given = tuple(int(d) for d in input_shape)
+        if len(given) == len(shape) + 1:
+            given = given[1:]
+            if len(given) == 3:
+                given = (given[1], given[2], given[0])  # C,H,W -> H,W,C
+        if len(given) != len(shape) or any(m is not None and m != d for m, d in zip(shape, given)):
+            raise UnsupportedAttribute(f"input_shape {tuple(input_shape)} does not fit the model "
+                                       f"input (None, {', '.join(str(d) for d in shape)}) "
+                                       "(channels last)", file=label,
+                                       hint="give (H, W, C), or (N, C, H, W) as for ONNX models")
+        shape = given
+    if len(shape) not in (1, 3):
+        raise UnsupportedAttribute(f"model input of shape {shape}: Viya takes (H, W, C) images or "
+                                   "feature vectors", file=label)
+    if any(d is None for d in shape):
+        raise UnsupportedAttribute(f"the model input has dynamic dimensions {shape}", file=label,
+                                   hint="give input_shape=(H, W, C): Viya layers have fixed sizes")
+    return shape
+
+
+def to_onnx(src: KerasSource, input_shape=None, allow_lambda: bool = False) -> onnx.ModelProto:
+    """Scan, convert with tf2onnx and clean up (see the module docstring)."""
+    model = src.model
+    keras_layers.scan(model, allow_lambda, src.label, src.flavor)
+    dims = _input_dims(model, input_shape, src.label)
+    names = output_names(model)
+    mods = tf_modules()
+    tf, tf2onnx = mods.tf, mods.tf2onnx
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    name = "input"
+    spec = (tf.TensorSpec((None,) + dims, tf.float32, name=name),)
+    nchw = [name] if len(dims) == 3 else None
+    try:
+        if src.flavor == "tf_keras":
+            proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET,
+                                                  inputs_as_nchw=nchw)
+        else:
+            function = tf.function(lambda x: model(x, training=False), input_signature=spec)
+            proto, _ = tf2onnx.convert.from_function(function, input_signature=spec,
+                                                     opset=OPSET, inputs_as_nchw=nchw)
+    except Exception as exc:  # tf2onnx raises many types for graphs it cannot convert
+        raise UnsupportedOp(f"tf2onnx could not convert the model: {type(exc).__name__}: {exc}",
+                            file=src.label, hint="a Lambda layer may use TensorFlow ops tf2onnx "
+                                                 "lacks") from None
+    if len(proto.graph.output) != len(names):
+        raise UnsupportedOp(f"tf2onnx produced {len(proto.graph.output)} outputs for the model's "
+                            f"{len(names)}", file=src.label)
+    _rename_input(proto, input_name(model))
+    proto.graph.name = model.name
+    proto.producer_name = f"irc keras frontend ({src.flavor}) via tf2onnx"
+    return clean(proto, names, src.label)
+
+
+def _rename_input(proto: onnx.ModelProto, new: str) -> None:
+    (inp,) = [i for i in proto.graph.input
+              if i.name not in {t.name for t in proto.graph.initializer}][:1]
+    old = inp.name
+    if new == old or any(new in n.output for n in proto.graph.node):
+        return
+    inp.name = new
+    for node in proto.graph.node:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+
+
+def run(source, x_nchw, allow_lambda: bool = False) -> dict[str, np.ndarray]:
+    """Keras's own outputs for the N,C,H,W batch ``x_nchw``, keyed by ONNX output name.
+
+    The input goes to the model channels last; 4-D outputs come back N,C,H,W, as the converted
+    graph (and Viya) computes them.
+    """
+    src = source if isinstance(source, KerasSource) else load(source, allow_lambda)
+    x = np.asarray(x_nchw, np.float32)
+    if x.ndim == 4:
+        x = x.transpose(0, 2, 3, 1)
+    tf_modules()
+    outs = src.model(x, training=False)
+    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+    result = {}
+    for name, out in zip(output_names(src.model), outs):
+        array = np.asarray(out.numpy() if hasattr(out, "numpy") else out)
+        result[name] = array.transpose(0, 3, 1, 2) if array.ndim == 4 else array
+    return result

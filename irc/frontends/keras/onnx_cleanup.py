@@ -1,0 +1,285 @@
+"""Turn tf2onnx's output into the ONNX irc's frontend accepts.
+
+tf2onnx (``inputs_as_nchw``) leaves a graph in N,C,H,W except where Keras semantics depend on
+the channels-last layout. Each rewrite below is exact (same numbers), and afterwards every op is
+one ``irc ops`` lists and every Transpose is an NCHW->NHWC transpose read only by a Flatten
+(which the flatten_transpose_into_dense pass moves into the dense weights):
+
+1. Reshape targets computed at run time (Keras 3 Flatten/Reshape: Shape -> Gather/Slice ->
+   Concat -> Cast) are evaluated from the static shapes at two batch sizes and become constants
+   (the batch entry 0, "copy the input's batch").
+2. 4-D graph outputs get a Transpose back to N,C,H,W, then every chain of layout ops
+   (Transpose/Reshape/Flatten/Squeeze/Unsqueeze) collapses into a Flatten, an NHWC
+   Transpose -> Flatten (a Keras Flatten), a C,H,W Reshape or nothing, or is refused
+   (:mod:`layout`).
+3. A Concat of flattened (N, C, 1, 1) maps (global pools) becomes a channel Concat, then Flatten.
+4. ZeroPadding2D before an average pool (a zero Pad, then an unpadded AveragePool, which counts
+   the zeros) becomes a depthwise convolution with weights 1/(kH*kW) and that padding, because
+   Viya's average pool leaves padded cells out of the divisor.
+5. Dead nodes and initializers go; graph outputs take the Keras output layer names.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from irc.errors import UnsupportedOp
+from irc.frontends.keras import layout
+from irc.frontends.keras.layout import TO_NHWC
+_BATCHES = (7, 11)  # probe batch sizes for shape arithmetic
+_KEEP_ELEMENTS = 4096  # initializers kept in the shape-inference skeleton
+
+
+class _Graph:
+    """Small helpers over a GraphProto (rebuilt maps on demand: graphs here are small)."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.model, self.g = model, model.graph
+        self._n = 0
+
+    def producer(self, name):
+        return next((n for n in self.g.node if name in n.output), None)
+
+    def consumers(self, name):
+        return [n for n in self.g.node if name in n.input]
+
+    def const(self, name):
+        for t in self.g.initializer:
+            if t.name == name:
+                return numpy_helper.to_array(t)
+        node = self.producer(name)
+        if node is not None and node.op_type == "Constant":
+            attr = next((a for a in node.attribute if a.name == "value"), None)
+            return numpy_helper.to_array(attr.t) if attr is not None else None
+        return None
+
+    def fresh(self, hint: str) -> str:
+        used = {v for n in self.g.node for v in list(n.input) + list(n.output)}
+        used |= {t.name for t in self.g.initializer} | {i.name for i in self.g.input}
+        while True:
+            self._n += 1
+            name = f"{hint}__irc{self._n}"
+            if name not in used:
+                return name
+
+    def add_init(self, hint: str, array: np.ndarray) -> str:
+        name = self.fresh(hint)
+        self.g.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def attr(self, node, name, default=None):
+        a = next((a for a in node.attribute if a.name == name), None)
+        return default if a is None else helper.get_attribute_value(a)
+
+    def replace(self, old, new_nodes) -> None:
+        index = list(self.g.node).index(old)
+        self.g.node.remove(old)
+        for offset, node in enumerate(new_nodes):
+            self.g.node.insert(index + offset, node)
+
+    def rewire(self, old: str, new: str) -> None:
+        """Readers of ``old`` read ``new``; a graph output ``old`` becomes ``new``."""
+        for node in self.g.node:
+            for i, name in enumerate(node.input):
+                if name == old:
+                    node.input[i] = new
+        for out in self.g.output:
+            if out.name == old:
+                out.name = new
+
+    def shapes(self) -> dict[str, tuple]:
+        """Static shapes of every value (None where unknown, e.g. the batch axis)."""
+        keep = [t for t in self.g.initializer if math.prod(t.dims) <= _KEEP_ELEMENTS]
+        big = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+               for t in self.g.initializer if math.prod(t.dims) > _KEEP_ELEMENTS]
+        graph = helper.make_graph(list(self.g.node), "skeleton", list(self.g.input) + big,
+                                  [helper.make_empty_tensor_value_info(o.name) for o in self.g.output],
+                                  initializer=keep)
+        skeleton = helper.make_model(graph, opset_imports=list(self.model.opset_import))
+        skeleton.ir_version = self.model.ir_version
+        inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False)
+        out = {}
+        for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + \
+                list(inferred.graph.output):
+            tt = vi.type.tensor_type
+            if tt.HasField("shape"):
+                out[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None
+                                     for d in tt.shape.dim)
+        for t in self.g.initializer:
+            out[t.name] = tuple(t.dims)
+        return out
+
+
+def clean(model: onnx.ModelProto, output_names: list[str], label: str) -> onnx.ModelProto:
+    """Rewrite tf2onnx's ``model`` in place (see the module docstring) and return it."""
+    g = _Graph(model)
+    problems: list[str] = []
+    _fold_shape_arithmetic(g)
+    layout.outputs_to_nchw(g)
+    layout.collapse_layout_chains(g, problems)
+    layout.concat_vectors_as_channels(g)
+    _padded_average_pools(g)
+    _remove_dead(g)
+    _finish_outputs(g, output_names)
+    _check_clean(g, problems, label)
+    return model
+
+
+# ---- 1. shape arithmetic ---------------------------------------------------------------------
+
+
+def _fold_shape_arithmetic(g: _Graph) -> None:
+    from onnx.reference import ReferenceEvaluator
+
+    shapes = None
+    for node in list(g.g.node):
+        if node.op_type != "Reshape" or g.const(node.input[1]) is not None:
+            continue
+        shapes = shapes or g.shapes()
+        nodes, roots = _shape_slice(g, node.input[1])
+        if nodes is None or any(None in shapes.get(r.input[0], (None,))[1:] for r in roots):
+            continue
+        feeds_names = [r.output[0] for r in roots]
+        sub = helper.make_graph(
+            nodes, "shape", [helper.make_tensor_value_info(n, TensorProto.INT64, None)
+                             for n in feeds_names],
+            [helper.make_tensor_value_info(node.input[1], TensorProto.INT64, None)],
+            initializer=[t for t in g.g.initializer
+                         if any(t.name in n.input for n in nodes)])
+        sub_model = helper.make_model(sub, opset_imports=list(g.model.opset_import))
+        runs = []
+        try:
+            evaluator = ReferenceEvaluator(sub_model)
+            for batch in _BATCHES:
+                feeds = {r.output[0]: _shape_value(g, r, (batch,) + shapes[r.input[0]][1:])
+                         for r in roots}
+                runs.append(np.asarray(evaluator.run(None, feeds)[0]).astype(np.int64))
+        except Exception:  # an op the reference evaluator lacks: leave the Reshape to irc
+            continue
+        a, b = runs
+        differ = np.flatnonzero(a != b)
+        if a.ndim != 1 or any(i != 0 or a[i] != _BATCHES[0] or b[i] != _BATCHES[1]
+                              for i in differ):
+            continue
+        target = a.copy()
+        if differ.size:
+            target[0] = 0  # Reshape copies the input's batch
+        node.input[1] = g.add_init("shape", target)
+
+
+def _shape_slice(g: _Graph, value: str):
+    """The nodes computing ``value`` from constants and Shape ops only, and those Shape ops."""
+    inits = {t.name for t in g.g.initializer}
+    nodes, roots, seen, todo = [], [], set(), [value]
+    while todo:
+        name = todo.pop()
+        if name in seen or not name or name in inits:
+            continue
+        seen.add(name)
+        producer = g.producer(name)
+        if producer is None:
+            return None, None  # reaches a graph input's values
+        if producer.op_type == "Shape":
+            roots.append(producer)
+            continue
+        nodes.append(producer)
+        todo.extend(producer.input)
+    order = {id(n): i for i, n in enumerate(g.g.node)}
+    nodes = sorted({id(n): n for n in nodes}.values(), key=lambda n: order[id(n)])
+    roots = list({id(n): n for n in roots}.values())
+    return nodes, roots
+
+
+def _shape_value(g: _Graph, shape_node, dims) -> np.ndarray:
+    start, end = g.attr(shape_node, "start", 0), g.attr(shape_node, "end", None)
+    return np.array(dims, np.int64)[start:end]
+
+
+# ---- 5. padded average pools -----------------------------------------------------------------
+
+
+def _padded_average_pools(g: _Graph) -> None:
+    shapes = None
+    for pool in list(g.g.node):
+        pad = g.producer(pool.input[0]) if pool.op_type == "AveragePool" else None
+        if pad is None or pad.op_type != "Pad" or any(g.attr(pool, "pads", [0] * 4)) or \
+                g.attr(pool, "ceil_mode", 0) or g.attr(pad, "mode", b"constant") != b"constant":
+            continue
+        pads = g.const(pad.input[1]) if len(pad.input) > 1 else None
+        value = g.const(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(1)
+        if pads is None or value is None or np.any(value) or len(pad.input) > 3 or \
+                pads.size != 8 or np.any(pads < 0) or np.any(pads[[0, 1, 4, 5]]):
+            continue
+        shapes = shapes or g.shapes()
+        channels = (shapes.get(pad.input[0]) or (None, None))[1]
+        if channels is None:
+            continue
+        kh, kw = g.attr(pool, "kernel_shape")
+        weight = g.add_init(pool.name + "_mean",
+                            np.full((channels, 1, kh, kw), 1.0 / (kh * kw), np.float32))
+        conv = helper.make_node("Conv", [pad.input[0], weight], [pool.output[0]], name=pool.name,
+                                kernel_shape=[kh, kw], strides=g.attr(pool, "strides", [1, 1]),
+                                pads=[int(p) for p in pads[[2, 3, 6, 7]]], group=channels)
+        g.replace(pool, [conv])
+
+
+# ---- 6. clean-up and checks ------------------------------------------------------------------
+
+
+def _remove_dead(g: _Graph) -> None:
+    outputs = {o.name for o in g.g.output}
+    while True:
+        read = {name for n in g.g.node for name in n.input} | outputs
+        dead = [n for n in g.g.node if not any(o in read for o in n.output if o)]
+        if not dead:
+            break
+        for n in dead:
+            g.g.node.remove(n)
+    read = {name for n in g.g.node for name in n.input}
+    for t in [t for t in g.g.initializer if t.name not in read]:
+        g.g.initializer.remove(t)
+
+
+def _finish_outputs(g: _Graph, names: list[str]) -> None:
+    """Outputs named after the Keras output layers, with freshly inferred N,C,H,W types."""
+    inputs = {i.name for i in g.g.input}
+    renamed = []
+    for out, name in zip(list(g.g.output), names):
+        value = out.name
+        producer = g.producer(value)
+        if producer is None or value in inputs or sum(o.name == value for o in g.g.output) > 1:
+            g.g.node.append(helper.make_node("Identity", [value], [name], name=name))
+        else:
+            for i, o in enumerate(producer.output):
+                if o == value:
+                    producer.output[i] = name
+            g.rewire(value, name)
+        renamed.append(name)
+    shapes = g.shapes()
+    del g.g.output[:]
+    for name in renamed:
+        dims = ["N"] + list(shapes.get(name, (None,))[1:])
+        g.g.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
+
+
+def _check_clean(g: _Graph, problems: list[str], label: str) -> None:
+    from irc.frontends.onnx import handlers  # noqa: F401  (fills the registry)
+    from irc.frontends.onnx.importer import ONNX_OPS
+
+    for node in g.g.node:
+        if node.op_type not in ONNX_OPS or node.domain not in ("", "ai.onnx"):
+            problems.append(f"{node.name}: ONNX {node.op_type}, which irc does not convert")
+        elif node.op_type == "Transpose":
+            readers = g.consumers(node.output[0])
+            if list(g.attr(node, "perm", [])) != TO_NHWC or not readers or \
+                    any(r.op_type != "Flatten" for r in readers):
+                problems.append(f"{node.name}: a layout transpose (perm "
+                                f"{list(g.attr(node, 'perm', []))}) that Viya cannot express")
+    if problems:
+        raise UnsupportedOp(f"{len(problems)} part(s) of the converted Keras graph have no Viya "
+                            "equivalent:\n" + "\n".join(f"  {p}" for p in problems), file=label,
+                            hint="node names start with the Keras layer they come from; change "
+                                 "those layers (a Lambda must compute supported ops only)")
