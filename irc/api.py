@@ -1,42 +1,31 @@
 """The Python API: ``irc.compile(source, ...) -> ViyaModel``."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from irc.errors import InvalidModel
+from irc.frontends.source import Source, open_source, to_onnx
 from irc.ir.graph import Graph
 
 
-def frontend_for(source) -> str:
-    """Which frontend reads ``source`` (a path or an in-memory model)."""
-    import onnx
-
-    if isinstance(source, onnx.ModelProto):
-        return "onnx"
-    if isinstance(source, (str, Path)):
-        suffix = Path(source).suffix.lower()
-        if suffix == ".onnx":
-            return "onnx"
-        if suffix in (".prototxt", ".caffemodel"):
-            return "caffe"
-        if suffix in (".keras", ".h5", ".hdf5"):
-            return "keras"
-        raise InvalidModel(f"unknown model file type {suffix or '(no suffix)'!r}", file=str(source),
-                           hint="irc reads .onnx files (Keras .keras/.h5 and Caffe .prototxt "
-                                "have their own frontends)")
-    raise InvalidModel(f"cannot compile an object of type {type(source).__name__}",
-                       hint="pass an .onnx path or an onnx.ModelProto")
+@dataclass
+class Imported:
+    graph: Graph
+    source: Source
+    has_weights: bool = True
+    warnings: list[str] = field(default_factory=list)
 
 
-def import_model(source, input_shape=None) -> Graph:
-    """The source model as an IR graph (before any pass)."""
-    kind = frontend_for(source)
-    if kind == "onnx":
-        from irc.frontends.onnx import import_onnx
+def import_model(source, input_shape=None, weights=None, **frontend_options) -> Imported:
+    """The source model as an IR graph (before any pass), via the ONNX its frontend makes."""
+    from irc.frontends.onnx import import_onnx
 
-        return import_onnx(source, input_shapes=input_shape)
-    raise InvalidModel(f"the {kind} frontend is not available yet", file=str(source),
-                       hint="convert the model to ONNX first, or see the open issues")
+    src = open_source(source, weights, **frontend_options)
+    lowered = to_onnx(src, input_shape)
+    # Keras and Caffe frontends already fixed the input shape in the ONNX they made.
+    shapes = input_shape if src.kind == "onnx" else None
+    graph = import_onnx(lowered.onnx, input_shapes=shapes, label=src.label)
+    return Imported(graph, src, lowered.has_weights, lowered.warnings)
 
 
 def optimize(graph: Graph, pipeline=None, instruments=(), ctx=None) -> Graph:
@@ -50,27 +39,35 @@ def optimize(graph: Graph, pipeline=None, instruments=(), ctx=None) -> Graph:
 
 
 def compile(source, name: str | None = None, input_shape=None, input_options: dict | None = None,
-            pipeline=None, instruments=(), pass_context=None):  # noqa: A001 - public name
-    """Compile ``source`` (an .onnx path or ModelProto) into a :class:`ViyaModel`.
+            pipeline=None, instruments=(), pass_context=None, weights=None,
+            **frontend_options):  # noqa: A001 - the public name users expect
+    """Compile ``source`` into a :class:`~irc.backends.viya.model.ViyaModel`.
 
-    ``input_shape``: a shape for a single-input model, or {input name: shape}, fixing dynamic
-    dimensions. ``input_options``: Viya input preprocessing ``scale``, ``offsets``, ``normstds``
-    (the source model is assumed to receive ``(x*scale - offsets)/normstds``).
+    ``source``: an .onnx path or ModelProto, a .prototxt (with ``weights=`` its .caffemodel),
+    a .keras/.h5 path or a keras.Model. ``input_shape``: a shape for a single-input model, or
+    {input name: shape}, fixing dynamic dimensions. ``input_options``: Viya input
+    preprocessing ``scale``, ``offsets``, ``normstds`` (the source model is taken to receive
+    ``(x*scale - offsets)/normstds``) and ``channel_order`` ('bgr' or 'rgb': the order the
+    source was trained on). ``instruments``: pass instruments (irc.passes.instruments);
+    ``pass_context`` collects the passes' refusals. ``frontend_options``: ``drop_lrn`` (Caffe),
+    ``allow_lambda`` (Keras).
     """
     from irc.backends.viya.lower import lower
-
     from irc.passes.registry import PassContext
 
-    graph = import_model(source, input_shape)
+    imported = import_model(source, input_shape, weights, **frontend_options)
+    graph = imported.graph
     ctx = pass_context if pass_context is not None else PassContext()
     optimize(graph, pipeline, instruments, ctx)
-    label = "<ModelProto>" if not isinstance(source, (str, Path)) else str(source)
-    model = lower(graph, name=name or _default_name(source, graph), input_options=input_options,
-                  label=label, refusals=ctx.refusals)
+    model = lower(graph, name=name or _default_name(imported.source, graph),
+                  input_options=input_options, label=imported.source.label,
+                  refusals=ctx.refusals)
+    model.has_weights = imported.has_weights
+    model.notes.extend(imported.warnings)
     return model
 
 
-def _default_name(source, graph: Graph) -> str:
-    if isinstance(source, (str, Path)):
-        return Path(source).stem
+def _default_name(src: Source, graph: Graph) -> str:
+    if src.path is not None:
+        return src.path.stem
     return graph.name or "model"

@@ -55,6 +55,18 @@ def _input_options(args) -> dict:
     return options
 
 
+def _frontend_options(args) -> dict:
+    """The frontend switches a command was given (only those its parser has)."""
+    options = {}
+    if getattr(args, "weights", None):
+        options["weights"] = args.weights
+    if getattr(args, "drop_lrn", False):
+        options["drop_lrn"] = True
+    if getattr(args, "allow_lambda", False):
+        options["allow_lambda"] = True
+    return options
+
+
 def _instruments(args) -> list:
     from irc.passes import instruments as inst
 
@@ -94,19 +106,20 @@ def cmd_compile(args) -> int:
         model = compile_model(args.model, name=args.name,
                               input_shape=_input_shapes(args.input_shape),
                               input_options=_input_options(args), instruments=instruments,
-                              pass_context=ctx)
+                              pass_context=ctx, **_frontend_options(args))
     finally:
         _report_instruments(args, instruments, ctx)
     result_box = []
 
     def check(folder):
-        if args.no_verify:
+        if args.no_verify or not model.has_weights:
             return
         from irc.errors import VerificationFailed
         from irc.verify import verify
 
         progress.step("verifying: source runtime vs reference executor")
-        result = verify(args.model, folder, rtol=args.rtol, atol=args.atol)
+        result = verify(args.model, folder, rtol=args.rtol, atol=args.atol,
+                        **_frontend_options(args))
         result_box.append(result)
         if not result.ok:
             raise VerificationFailed(
@@ -132,7 +145,8 @@ def cmd_verify(args) -> int:
 
     inputs = load_inputs(args.inputs) if args.inputs else None
     result = verify(args.model, args.outdir, inputs=inputs, rtol=args.rtol, atol=args.atol,
-                    seed=args.seed, batch=args.batch, options=_executor_options(args.option))
+                    seed=args.seed, batch=args.batch, options=_executor_options(args.option),
+                    **_frontend_options(args))
     print(result.table())
     return 0 if result.ok else 1
 
@@ -189,8 +203,12 @@ def cmd_inspect(args) -> int:
         import onnx
 
         from irc.frontends.onnx.loader import load_model
+        from irc.frontends.source import open_source, to_onnx
 
-        model, _ = load_model(args.model, str(args.model))
+        options = _frontend_options(args)
+        src = open_source(args.model, options.pop("weights", None), **options)
+        lowered = to_onnx(src, _input_shapes(args.input_shape))
+        model, _ = load_model(lowered.onnx, src.label)
         if args.format == "onnx":
             onnx.save(model, args.output)
         else:
@@ -198,7 +216,8 @@ def cmd_inspect(args) -> int:
         return 0
     from irc.api import import_model, optimize
 
-    graph = import_model(args.model, _input_shapes(args.input_shape))
+    graph = import_model(args.model, _input_shapes(args.input_shape),
+                         **_frontend_options(args)).graph
     if args.stage == "optimized" or args.stage == "viya":
         optimize(graph)
     if args.stage == "viya":
@@ -239,12 +258,25 @@ def cmd_passes(args) -> int:
 
 
 def cmd_ops(args) -> int:
+    """The support tables, generated from the frontends' handler registries."""
+    from irc.frontends.caffe import CAFFE_LAYERS
     from irc.frontends.onnx import handlers  # noqa: F401 - fills the registry
     from irc.frontends.onnx.importer import ONNX_OPS
 
-    print("ONNX ops irc converts:")
-    for op, note in ONNX_OPS.support_table():
-        print(f"  {op:<20} {note}")
+    registries = [("ONNX ops", ONNX_OPS), ("Caffe layers", CAFFE_LAYERS)]
+    try:
+        from irc.frontends.keras import KERAS_LAYERS
+
+        registries.append(("Keras layers", KERAS_LAYERS))
+    except ImportError:  # the keras extra is not installed
+        pass
+    wanted = getattr(args, "framework", None)
+    for title, registry in registries:
+        if wanted and not title.lower().startswith(wanted):
+            continue
+        print(f"{title} irc converts:")
+        for op, note in registry.support_table():
+            print(f"  {op:<24} {note}")
     return 0
 
 
@@ -260,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="show tracebacks")
         if quiet:
             p.add_argument("--quiet", "-q", action="store_true", help="no progress or summary")
+
+    def frontend(p):
+        p.add_argument("--weights", metavar="CAFFEMODEL", help="a Caffe net's .caffemodel")
+        p.add_argument("--drop-lrn", action="store_true",
+                       help="Caffe: drop LRN layers (Viya has none; numbers change, say how much)")
+        p.add_argument("--allow-lambda", action="store_true",
+                       help="Keras: load Lambda layers and custom objects (runs model code)")
 
     def debugging(p):
         p.add_argument("--dump-after", metavar="all|PASS[,PASS]",
@@ -278,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fix dynamic input dimensions (repeat per input)")
 
     p = sub.add_parser("compile", help="compile a model into a Viya output folder")
-    p.add_argument("model", help="a .onnx file")
+    p.add_argument("model", help="a .onnx, .prototxt, .keras or .h5 file")
+    frontend(p)
     p.add_argument("-o", "--output", required=True, help="output folder (must not exist)")
     p.add_argument("--name", help="Viya model name (default: the file name)")
     shapes(p)
@@ -301,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="re-run an output folder against its source model")
     p.add_argument("model")
     p.add_argument("outdir")
+    frontend(p)
     p.add_argument("--inputs", help=".npz with one array per source input (default: seeded random)")
     p.add_argument("--rtol", type=float, default=1e-4)
     p.add_argument("--atol", type=float, default=1e-5)
@@ -317,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["txt", "dot", "svg", "onnx"], default="txt")
     p.add_argument("-o", "--output", help="write to this file (needed for svg and onnx)")
     shapes(p)
+    frontend(p)
     common(p, quiet=False)
     p.set_defaults(func=cmd_inspect)
 
@@ -335,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("passes", help="list the passes, in pipeline order")
     p.set_defaults(func=cmd_passes)
-    p = sub.add_parser("ops", help="list the source ops irc converts")
+    p = sub.add_parser("ops", help="list the source ops and layers irc converts")
+    p.add_argument("framework", nargs="?", choices=["onnx", "caffe", "keras"])
     p.set_defaults(func=cmd_ops)
     return parser
 

@@ -81,34 +81,6 @@ def viya_input(payloads: dict, source_input: np.ndarray) -> np.ndarray:
     return ((y * stds + offsets) / layer["scale"]).astype(np.float32)
 
 
-def run_source(source, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The source model's outputs, computed by the source's own runtime."""
-    import onnx
-
-    from irc.api import frontend_for
-    from irc.ir.onnx_export import run_onnxruntime
-
-    kind = frontend_for(source)
-    if kind != "onnx":
-        raise VerificationFailed(f"no source runtime for {kind} models yet")
-    # A file is given to onnxruntime by path: external data (and models past 2 GB) then load
-    # straight from disk instead of through a serialised copy.
-    model = source if isinstance(source, onnx.ModelProto) else str(source)
-    header = model if isinstance(model, onnx.ModelProto) else onnx.load(model, load_external_data=False)
-    fixed_batch = any(i.type.tensor_type.shape.dim[0].dim_value > 0
-                      for i in header.graph.input if i.name in feeds
-                      and i.type.tensor_type.shape.dim)
-    try:
-        if not fixed_batch:
-            return run_onnxruntime(model, feeds)
-        # A model exported with batch size 1 runs one example at a time.
-        n = next(iter(feeds.values())).shape[0]
-        runs = [run_onnxruntime(model, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
-        return {k: np.concatenate([r[k] for r in runs]) for k in runs[0]}
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise VerificationFailed(f"onnxruntime could not run the source model: {exc}") from None
-
-
 def compare(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: float):
     ref = reference.reshape(reference.shape[0], -1).astype(np.float64)
     got = candidate.reshape(candidate.shape[0], -1).astype(np.float64)
@@ -122,19 +94,27 @@ def compare(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: flo
 
 
 def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: float = 1e-4,
-           atol: float = 1e-5, seed: int = 0, batch: int = 2, options=None) -> VerifyResult:
-    """Compare ``source`` with the Viya files in ``outdir``; never raises on a mismatch."""
+           atol: float = 1e-5, seed: int = 0, batch: int = 2, options=None, weights=None,
+           **frontend_options) -> VerifyResult:
+    """Compare ``source`` with the Viya files in ``outdir``; never raises on a mismatch.
+
+    ``source`` as for :func:`irc.compile` (``weights=``: a Caffe net's .caffemodel).
+    """
     from irc.backends.viya.executor import execute, load_viya_model
+    from irc.frontends.source import open_source, run_source
 
     outdir = Path(outdir)
     payloads = _read_json(outdir / "model.json")
     name_map = _read_json(outdir / "name_map.json")
     feeds = inputs if inputs is not None else make_inputs(payloads, seed, batch)
     missing = set(payloads["input"]["sources"]) - set(feeds)
+    if not (outdir / payloads["dlImportModelWeights"]["weightFilePath"]).is_file():
+        raise VerificationFailed("the output folder has no weights file (a structure-only "
+                                 "conversion) so there is nothing to run", file=str(outdir))
     if missing:
         raise IrcIOError(f"inputs lack {sorted(missing)}",
                          hint="the .npz file needs one array per source model input")
-    reference = run_source(source, feeds)
+    reference = run_source(open_source(source, weights, **frontend_options), feeds)
     (source_input,) = feeds.values()
     model = load_viya_model(outdir)
     viya_outputs = execute(model, viya_input(payloads, source_input), options=options,

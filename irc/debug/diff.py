@@ -69,11 +69,11 @@ def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 
 def diff(source, outdir, inputs=None, rtol: float = 1e-4, atol: float = 1e-5, seed: int = 0,
          batch: int = 1, repro_dir=None, options=None) -> DiffReport:
-    from irc.api import frontend_for
     from irc.backends.viya.executor import execute, load_viya_model
+    from irc.frontends.source import open_source
     from irc.ir.onnx_export import run_onnxruntime
 
-    if frontend_for(source) != "onnx":
+    if open_source(source).kind != "onnx":
         raise IrcError("irc diff compares ONNX sources for now",
                        hint="Keras and Caffe sources get their layer-by-layer oracles with "
                             "their frontends")

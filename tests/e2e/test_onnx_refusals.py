@@ -395,3 +395,20 @@ def test_model_with_two_inputs_is_refused():
     model.ir_version = 8
     with pytest.raises(ViyaCannotExpress, match="2 inputs"):
         compile_model(model)
+
+
+def test_failed_input_of_a_softmax_output_is_one_clear_error():
+    """Conv -> Flatten -> Concat -> MatMul -> Softmax: the Concat of flattened maps is refused,
+    and the softmax output layer built on it reports no second, internal error."""
+    from irc.errors import ViyaCannotExpress
+    from irc.utils.onnx_builder import OnnxBuilder
+
+    b = OnnxBuilder("cat_flat", (1, 3, 4, 4))
+    f = b.op("Flatten", b.conv(b.input, 2, 1, name="c"), name="f")
+    cat = b.op("Concat", f, f, axis=1, name="cat")
+    w = b.weight((64, 5))
+    y = b.op("Softmax", b.op("MatMul", cat, w, name="mm"), name="prob")
+    from irc.api import compile as compile_model
+
+    with pytest.raises(ViyaCannotExpress, match="Concat|flatten"):
+        compile_model(b.build([y]))

@@ -226,6 +226,11 @@ class _Lowering:
         producer = self.graph.producer(x)
         if producer is not None and producer.op_type == "Gemm" and self.graph.use_count(x) == 1 \
                 and producer.attrs.get("activation", "identity") == "identity":
+            if any(i and not self.graph.is_const(i) and i not in self.layer_of
+                   for i in producer.inputs):
+                if not self.problems:
+                    self.problem(producer, "reads a value no Viya layer computes")
+                return  # the dense layer's input failed to lower; that is reported
             layer = self.lower_gemm(producer, as_output=True, act="softmax")
             if layer is not None:
                 self.layer_of[node.outputs[0]] = layer.name

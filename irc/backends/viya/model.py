@@ -65,7 +65,7 @@ class ViyaModel:
     input_info: dict = field(default_factory=dict)
     source: str = ""
     notes: list[str] = field(default_factory=list)  # open points this model relies on
-    verification: object | None = None  # filled by compile(verify=True)
+    has_weights: bool = True  # False: structure only (e.g. a Caffe net without .caffemodel)
 
     @property
     def weights_file(self) -> str:

@@ -40,7 +40,8 @@ def write_folder(model, folder: Path, progress=None) -> list[str]:
         notes.append(f"model_table.csv not written: {exc.message} (model.json has the payloads)")
     model.notes.extend(n for n in notes if n not in model.notes)
     _write_json(folder / "model.json", model.payloads())
-    write_weights(model, folder / model.weights_file, progress=progress)
+    if model.has_weights:
+        write_weights(model, folder / model.weights_file, progress=progress)
     _write_json(folder / "name_map.json", name_map(model))
     return notes
 

@@ -17,7 +17,7 @@ import onnx
 
 from irc.frontends.caffe.converter import CAFFE_LAYERS, Converter
 from irc.frontends.caffe.reader import read_caffemodel, read_prototxt, weight_blobs
-from irc.frontends.caffe import layers as _layers  # noqa: F401 - fills CAFFE_LAYERS
+from irc.frontends.caffe import inputs as _inputs, layers as _layers  # noqa: F401 - fill CAFFE_LAYERS
 
 __all__ = ["CAFFE_LAYERS", "CaffeConversion", "caffe_to_onnx", "import_caffe",
            "run_opencv_oracle"]

@@ -18,6 +18,10 @@ from irc.frontends.registry import HandlerRegistry, format_unsupported
 CAFFE_LAYERS = HandlerRegistry("Caffe")
 OPSET = 17
 LABEL = "label"  # shape marker of a data layer's label top (absent at inference)
+# Unsupported layer types whose top has the bottom's shape: the layers after them are still
+# checked, so one error lists every problem.
+SHAPE_PRESERVING = {"LRN", "PReLU", "ELU", "AbsVal", "BNLL", "Power", "Exp", "Log", "Threshold",
+                    "MVN", "Bias", "Clip", "Swish", "ReLU6"}
 
 
 class Skip(Exception):
@@ -73,7 +77,6 @@ class Converter:
         self.layer_in: list[list[str | None]] = []
         self.layer_out: list[list[str]] = []
         self.consumers: dict[str, list[int]] = {}
-        self.producer: dict[str, int] = {}
         self.final: set[str] = set()
         for top in self.net.net.input:
             writes_left[top] -= 1
@@ -90,7 +93,6 @@ class Converter:
                 writes_left[top] -= 1
                 t = top if writes_left[top] == 0 else self.unique(f"{top}_{layer.name}")
                 current[top] = t
-                self.producer[t] = i
                 outs.append(t)
             self.layer_in.append(ins)
             self.layer_out.append(outs)
@@ -195,7 +197,7 @@ class Converter:
 
     # ---- the conversion -------------------------------------------------------------------
     def declare_net_inputs(self) -> None:
-        from irc.frontends.caffe.layers import declared_input_shape
+        from irc.frontends.caffe.inputs import declared_input_shape
 
         net = self.net.net
         names = list(net.input)
@@ -211,7 +213,10 @@ class Converter:
                                          f"{len(net.input_dim)} input_dim values"))
             return
         for name, shape in zip(names, shapes):
-            shape = declared_input_shape(self, name, shape)
+            try:
+                shape = declared_input_shape(self, name, shape)
+            except Skip:
+                continue
             if shape is not None:
                 self.declare_input(name, shape)
 
@@ -238,6 +243,9 @@ class Converter:
                     handler.fn(self, i)
                 elif layer.type == "LRN" and self.drop_lrn:
                     handlers.drop_lrn(self, i)
+                elif layer.type in SHAPE_PRESERVING and len(layer.tops) == 1 \
+                        and len(layer.bottoms) == 1:
+                    self.define(self.layer_out[i][0], self.shape(self.layer_in[i][0]))
             except Skip:
                 pass
         self.layer = None
@@ -273,9 +281,7 @@ class Converter:
     def outputs(self) -> list[str]:
         """Caffe's net outputs: final blob versions that no later layer reads."""
         outs = []
-        for i, tensors in enumerate(self.layer_out):
-            if i in self.skip:
-                continue
+        for tensors in self.layer_out:
             for t in tensors:
                 if t in self.final and not self.consumers.get(t) and \
                         self.shapes.get(t) not in (None, LABEL):

@@ -2,7 +2,8 @@
 
 A handler reads layer ``i`` of the converter (its SSA tensors ``cv.layer_in[i]`` /
 ``cv.layer_out[i]``), reports refused parameter values with ``cv.problem`` and emits ONNX nodes
-whose numbers equal Caffe's. Geometry helpers live in ``geometry.py``.
+whose numbers equal Caffe's. Input layers are in ``inputs.py``, window geometry in
+``geometry.py``.
 """
 from __future__ import annotations
 
@@ -12,87 +13,8 @@ import numpy as np
 
 from irc.frontends.caffe import caffe_subset_pb2 as pb
 from irc.frontends.caffe.converter import CAFFE_LAYERS as reg
-from irc.frontends.caffe.converter import LABEL, Skip
-from irc.frontends.caffe.geometry import caffe_pool_size, hw, input_override
-
-# ---- inputs ---------------------------------------------------------------------------------
-
-
-def declared_input_shape(cv, top: str, declared) -> tuple | None:
-    """The input's full shape (batch first): as declared, or as the caller's input_shape says."""
-    declared = tuple(int(d) for d in declared) if declared else None
-    shape = input_override(cv, top, declared)
-    if shape is None:
-        shape = declared
-    if shape is None:
-        return None
-    if len(shape) < 2 or any(d <= 0 for d in shape[1:]):
-        cv.problem(f"input {top!r} has shape {list(shape)}; irc needs (N, C, H, W) or (N, D) "
-                   "with positive sizes")
-        return None
-    return shape
-
-
-def _preprocessing_warning(cv, layer) -> None:
-    t = layer.param("transform_param")
-    d = layer.param("data_param")
-    found = []
-    if t.scale != 1 or d.scale != 1:
-        found.append(f"scale={t.scale if t.scale != 1 else d.scale:g}")
-    if len(t.mean_value):
-        found.append(f"mean_value={list(t.mean_value)}")
-    if t.mean_file or d.mean_file:
-        found.append(f"mean_file={t.mean_file or d.mean_file!r}")
-    if t.crop_size or d.crop_size:
-        found.append(f"crop_size={t.crop_size or d.crop_size}")
-    if found:
-        cv.warn(f"preprocessing {', '.join(found)} happens before the net and is not part of "
-                "the conversion: give it to Viya as input options (scale/offsets)")
-
-
-@reg.register("Input")
-def input_layer(cv, i):
-    """Input -> a graph input (input_param.shape: one per top, or one shared)."""
-    layer = cv.net.layers[i]
-    shapes = [tuple(s.dim) for s in layer.param("input_param").shape]
-    for k, (top, t) in enumerate(zip(layer.tops, cv.layer_out[i])):
-        declared = shapes[k] if len(shapes) == len(layer.tops) else \
-            (shapes[0] if len(shapes) == 1 else None)
-        shape = declared_input_shape(cv, top, declared)
-        if shape is None and declared is None:
-            cv.problem(f"input {top!r} has no shape; pass input_shape=(C, H, W)")
-        if shape is not None:
-            cv.declare_input(t, shape)
-
-
-@reg.register("Data")
-def data_layer(cv, i):
-    """Data -> a graph input shaped by input_shape=(C, H, W) (the database is not read)."""
-    layer = cv.net.layers[i]
-    _preprocessing_warning(cv, layer)
-    shape = declared_input_shape(cv, layer.tops[0], None)
-    if shape is None:
-        cv.problem("a Data layer takes its image size from its database; pass "
-                   "input_shape=(C, H, W)")
-    else:
-        cv.declare_input(cv.layer_out[i][0], shape)
-    for t in cv.layer_out[i][1:]:
-        cv.define(t, LABEL)
-
-
-@reg.register("MemoryData")
-def memory_data_layer(cv, i):
-    """MemoryData -> a graph input of (batch_size, channels, height, width)."""
-    layer = cv.net.layers[i]
-    _preprocessing_warning(cv, layer)
-    p = layer.param("memory_data_param")
-    declared = (max(p.batch_size, 1), p.channels, p.height, p.width)
-    shape = declared_input_shape(cv, layer.tops[0], declared)
-    if shape is not None:
-        cv.declare_input(cv.layer_out[i][0], shape)
-    for t in cv.layer_out[i][1:]:
-        cv.define(t, LABEL)
-
+from irc.frontends.caffe.converter import Skip
+from irc.frontends.caffe.geometry import caffe_pool_size, hw
 
 # ---- helpers --------------------------------------------------------------------------------
 
@@ -130,18 +52,23 @@ def convolution(cv, i):
     k = hw(cv, p, "kernel_size", "kernel_h", "kernel_w", None)
     pad = hw(cv, p, "pad", "pad_h", "pad_w", (0, 0))
     stride = hw(cv, p, "stride", "stride_h", "stride_w", (1, 1))
-    dilation = [int(d) for d in p.dilation]
-    if any(d != 1 for d in dilation):
-        cv.problem(f"dilation {dilation}: Viya has no dilated convolution")
+    dilation = ([int(d) for d in p.dilation] or [1]) * 2
+    dilated = any(d != 1 for d in dilation)
+    if dilated:
+        cv.problem(f"dilation {list(p.dilation)}: Viya has no dilated convolution")
     if p.axis != 1:
         cv.problem(f"convolution axis {p.axis}; irc handles channel axis 1 only")
     n, g = int(p.num_output), int(p.group)
     if k is None or n <= 0 or g <= 0 or c % g or n % g:
         cv.problem(f"kernel {k}, num_output {n}, group {g} on {c} input channels is invalid")
         raise Skip
-    oh, ow = [(size + 2 * pd - kk) // s + 1 for size, kk, pd, s in zip((h, w), k, pad, stride)]
+    extent = [d * (kk - 1) + 1 for d, kk in zip(dilation, k)]
+    oh, ow = [(size + 2 * pd - e) // s + 1 for size, e, pd, s in zip((h, w), extent, pad, stride)]
     if oh <= 0 or ow <= 0:
-        cv.problem(f"kernel {list(k)} is larger than the padded {h}x{w} input")
+        cv.problem(f"kernel {list(extent)} is larger than the padded {h}x{w} input")
+        raise Skip
+    if dilated:
+        cv.define(out, (1, n, oh, ow))  # so that later layers are still checked
         raise Skip
     specs = [("weights", (n, c // g, *k))] + ([("bias", (n,))] if p.bias_term else [])
     arrays = cv.weights(specs)
@@ -309,14 +236,15 @@ def eltwise(cv, i):
     """Eltwise SUM (coefficients as Mul by constants) -> Sum; PROD and MAX are refused."""
     layer = cv.net.layers[i]
     p = layer.param("eltwise_param")
-    if p.operation != pb.EltwiseParameter.SUM:
-        cv.problem(f"Eltwise {pb.EltwiseParameter.EltwiseOp.Name(p.operation)}: Viya's "
-                   "residual layer only adds")
-        raise Skip
     if len(layer.tops) != 1:
         cv.problem("Eltwise with several tops")
         raise Skip
     ins = cv.ins(i)
+    if p.operation != pb.EltwiseParameter.SUM:
+        cv.problem(f"Eltwise {pb.EltwiseParameter.EltwiseOp.Name(p.operation)}: Viya's "
+                   "residual layer only adds")
+        cv.define(cv.layer_out[i][0], ins[0][1])  # later layers are still checked
+        raise Skip
     shapes = {s for _, s in ins}
     coeffs = [float(v) for v in p.coeff] or [1.0] * len(ins)
     if len(shapes) != 1 or len(coeffs) != len(ins):
@@ -348,6 +276,7 @@ def relu(cv, i):
         cv.node("LeakyRelu", [x], [out], alpha=0.1)
     else:
         cv.problem(f"ReLU negative_slope {slope:g}; Viya's leaky activation has slope 0.1 only")
+        cv.define(out, shape)  # later layers are still checked
         raise Skip
     cv.define(out, shape)
 

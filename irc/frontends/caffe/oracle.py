@@ -14,8 +14,7 @@ import numpy as np
 from google.protobuf import text_format
 
 from irc.errors import VerificationFailed
-from irc.frontends.caffe import caffe_subset_pb2 as pb
-from irc.frontends.caffe.reader import V1_TYPES, read_prototxt
+from irc.frontends.caffe.reader import read_prototxt, v1_type
 
 _DATA_LAYERS = ("Data", "MemoryData")
 
@@ -44,12 +43,12 @@ def _as_inputs(net, x: dict[str, np.ndarray]):
     for field_name in ("layer", "layers"):
         kept = []
         for layer in getattr(copy, field_name):
-            layer_type = layer.type if field_name == "layer" else V1_TYPES.get(
-                pb.V1LayerParameter.LayerType.Name(layer.type), "")
+            layer_type = layer.type if field_name == "layer" else v1_type(layer.type)
             if layer_type in _DATA_LAYERS:
                 top = layer.top[0]
-                copy.input.append(top)
-                copy.input_shape.add().dim.extend(x[top].shape)
+                if top not in copy.input:  # TRAIN and TEST variants declare it twice
+                    copy.input.append(top)
+                    copy.input_shape.add().dim.extend(x[top].shape)
             else:
                 kept.append(layer)
         del getattr(copy, field_name)[:]
@@ -77,6 +76,8 @@ def run_opencv_oracle(prototxt, caffemodel, x) -> dict[str, np.ndarray]:
         try:
             net = cv2.dnn.readNetFromCaffe(str(path), str(caffemodel) if caffemodel else "")
             net.enableFusion(False)
+            if hasattr(net, "enableWinograd"):
+                net.enableWinograd(False)  # Winograd 3x3 convolution rounds differently
             for name, value in feeds.items():
                 net.setInput(value, name if len(feeds) > 1 else "")
             results = net.forward(list(outputs.values()))

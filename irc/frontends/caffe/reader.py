@@ -129,7 +129,7 @@ def read_prototxt(path) -> CaffeNet:
     label = str(path)
     data = _read_bytes(path, label, "prototxt")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InvalidModel("the prototxt is not UTF-8 text", file=label,
                            hint="pass the .prototxt as `prototxt` and the binary weights as "
@@ -181,12 +181,17 @@ def net_layers(net: pb.NetParameter, label: str, phase: int = pb.TEST) -> list[C
                                   list(msg.top), msg))
     for i, msg in enumerate(net.layers):
         if _included(msg, phase):
-            enum_name = pb.V1LayerParameter.LayerType.Name(msg.type) \
-                if msg.type in pb.V1LayerParameter.LayerType.values() else str(msg.type)
-            type_ = V1_TYPES.get(enum_name, enum_name)
+            type_ = v1_type(msg.type)
             out.append(CaffeLayer(msg.name or f"{type_}#{i}", type_, list(msg.bottom),
                                   list(msg.top), msg, legacy=True))
     return out
+
+
+def v1_type(value: int) -> str:
+    """The layer type string of a V1LayerParameter.LayerType value."""
+    enum = pb.V1LayerParameter.LayerType
+    name = enum.Name(value) if value in enum.values() else f"V1 layer type {value}"
+    return V1_TYPES.get(name, name)
 
 
 def weight_blobs(net: pb.NetParameter) -> dict[str, list]:

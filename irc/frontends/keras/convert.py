@@ -12,8 +12,9 @@ import logging
 import numpy as np
 import onnx
 
-from irc.errors import InvalidModel, UnsupportedAttribute, UnsupportedOp
+from irc.errors import UnsupportedAttribute, UnsupportedOp
 from irc.frontends.keras import layers as keras_layers
+from irc.frontends.keras.layers import model_tensors
 from irc.frontends.keras.loading import KerasSource, load
 from irc.frontends.keras.onnx_cleanup import clean
 from irc.frontends.keras.runtime import tf_modules
@@ -24,7 +25,7 @@ OPSET = 17
 def output_names(model) -> list[str]:
     """ONNX output names: the Keras output layer names, made unique, in model.outputs order."""
     names, used = [], set()
-    for tensor in _model_tensors(model, "outputs"):
+    for tensor in model_tensors(model, "outputs"):
         base = tensor._keras_history[0].name or "output"
         name, n = base, 1
         while name in used:
@@ -36,21 +37,9 @@ def output_names(model) -> list[str]:
 
 
 def input_name(model) -> str:
-    (tensor,) = _model_tensors(model, "inputs")[:1] or (None,)
+    (tensor,) = model_tensors(model, "inputs")[:1] or (None,)
     name = tensor._keras_history[0].name if tensor is not None else ""
     return name or "input"
-
-
-def _model_tensors(model, which: str) -> list:
-    try:
-        tensors = getattr(model, which)
-    except (AttributeError, ValueError) as exc:
-        raise InvalidModel(f"the Keras model has no defined {which} ({exc})",
-                           hint="build the model with keras.Input(...) or call it once") from None
-    if tensors is None:
-        raise InvalidModel(f"the Keras model has no defined {which}",
-                           hint="build the model with keras.Input(...) or call it once")
-    return list(tensors) if isinstance(tensors, (list, tuple)) else [tensors]
 
 
 def _input_dims(model, input_shape, label: str) -> tuple[int, ...]:
@@ -59,7 +48,7 @@ def _input_dims(model, input_shape, label: str) -> tuple[int, ...]:
     ``input_shape``: the Keras shape without batch (H, W, C), or with batch in irc's N,C,H,W
     layout (as ``irc compile --input-shape``).
     """
-    (tensor,) = _model_tensors(model, "inputs")[:1]
+    (tensor,) = model_tensors(model, "inputs")[:1]
     shape = tuple(None if d is None else int(d) for d in tuple(tensor.shape)[1:])
     if input_shape is not None:
         given = tuple(int(d) for d in input_shape)
@@ -112,7 +101,19 @@ def to_onnx(src: KerasSource, input_shape=None, allow_lambda: bool = False) -> o
     _rename_input(proto, input_name(model))
     proto.graph.name = model.name
     proto.producer_name = f"irc keras frontend ({src.flavor}) via tf2onnx"
-    return clean(proto, names, src.label)
+    return _layer_scoped_names(clean(proto, names, src.label))
+
+
+def _layer_scoped_names(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Name nodes after their Keras layer scope: tf2onnx's ``functional_1/dense_1/MatMul``
+    becomes ``dense_1`` (Viya layer names are made from node names)."""
+    used: dict[str, int] = {}
+    for node in proto.graph.node:
+        parts = [p for p in node.name.split("/") if p]
+        base = parts[1] if len(parts) >= 3 else node.name
+        used[base] = used.get(base, 0) + 1
+        node.name = base if used[base] == 1 else f"{base}_{used[base]}"  # ONNX names are unique
+    return proto
 
 
 def _rename_input(proto: onnx.ModelProto, new: str) -> None:
@@ -138,9 +139,8 @@ def run(source, x_nchw, allow_lambda: bool = False) -> dict[str, np.ndarray]:
     x = np.asarray(x_nchw, np.float32)
     if x.ndim == 4:
         x = x.transpose(0, 2, 3, 1)
-    tf_modules()
-    outs = src.model(x, training=False)
-    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+    tf = tf_modules().tf
+    outs = tf.nest.flatten(src.model(x, training=False))  # the order tf2onnx gives outputs
     result = {}
     for name, out in zip(output_names(src.model), outs):
         array = np.asarray(out.numpy() if hasattr(out, "numpy") else out)

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from irc.errors import UnsupportedAttribute, UnsupportedOp
+from irc.errors import InvalidModel, UnsupportedAttribute, UnsupportedOp
 from irc.frontends.registry import HandlerRegistry, format_unsupported
 
 KERAS_LAYERS = HandlerRegistry("Keras")
@@ -295,6 +295,19 @@ def lambda_layer(layer, cfg, ctx):
                     "convert models you trust")
 
 
+def model_tensors(model, which: str) -> list:
+    """``model.inputs`` or ``model.outputs`` as a list; a clear error if undefined."""
+    try:
+        tensors = getattr(model, which)
+    except (AttributeError, ValueError) as exc:
+        raise InvalidModel(f"the Keras model has no defined {which} ({exc})",
+                           hint="build the model with keras.Input(...) or call it once") from None
+    if tensors is None:
+        raise InvalidModel(f"the Keras model has no defined {which}",
+                           hint="build the model with keras.Input(...) or call it once")
+    return list(tensors) if isinstance(tensors, (list, tuple)) else [tensors]
+
+
 # ---- the scan --------------------------------------------------------------------------------
 
 
@@ -318,7 +331,7 @@ def all_layers(model) -> list:
 def output_layer_names(model) -> set[str]:
     """Names of the layers whose outputs are model outputs (looking into nested models)."""
     names = set()
-    for tensor in model.outputs:
+    for tensor in model_tensors(model, "outputs"):
         op = tensor._keras_history[0]
         names.add(op.name)
         if _is_container(op):
@@ -329,9 +342,10 @@ def output_layer_names(model) -> set[str]:
 def scan(model, allow_lambda: bool, label: str, flavor: str = "keras3") -> None:
     """Check every layer of ``model``; raise one error listing every problem found."""
     ctx = ScanContext(output_layer_names(model), allow_lambda, flavor)
-    if len(model.inputs) != 1:
+    n_inputs = len(model_tensors(model, "inputs"))
+    if n_inputs != 1:
         ctx.layer_name = model.name
-        ctx.problem(f"the model has {len(model.inputs)} inputs; a Viya CNN has one input layer")
+        ctx.problem(f"the model has {n_inputs} inputs; a Viya CNN has one input layer")
     items = []
     for layer in all_layers(model):
         cls = type(layer).__name__

@@ -69,7 +69,9 @@ def _apply(g, node, arr):
     if axes is None and len(node.input) > 1 and node.input[1]:
         axes = g.const(node.input[1])
     if axes is None:
-        return None if op == "Unsqueeze" else arr.reshape([1] + [d for d in arr.shape[1:] if d != 1])
+        if op == "Unsqueeze":
+            return None
+        return arr.reshape([1] + [d for d in arr.shape[1:] if d != 1])
     axes = sorted(int(a) % (arr.ndim + (len(axes) if op == "Unsqueeze" else 0))
                   for a in np.asarray(axes).reshape(-1))
     if 0 in axes:
@@ -77,7 +79,7 @@ def _apply(g, node, arr):
     return np.squeeze(arr, tuple(axes)) if op == "Squeeze" else np.expand_dims(arr, tuple(axes))
 
 
-def _is_data(shapes, value) -> bool:
+def is_data(shapes, value) -> bool:
     shape = shapes.get(value)
     return shape is not None and len(shape) >= 2 and shape[0] is None and None not in shape[1:]
 
@@ -86,18 +88,19 @@ def collapse_layout_chains(g, problems: list[str]) -> None:
     shapes = g.shapes()
     outputs = {o.name for o in g.g.output}
     _, consumers = _maps(g)
-    ends = [n.output[0] for n in g.g.node if n.op_type in LAYOUT_OPS and _is_data(shapes, n.output[0])
+    ends = [n.output[0] for n in g.g.node
+            if n.op_type in LAYOUT_OPS and is_data(shapes, n.output[0])
             and (n.output[0] in outputs or any(r.op_type not in LAYOUT_OPS
                                                for r in consumers[n.output[0]]))]
     for end in ends:
         producers, _ = _maps(g)
         chain, value = [], end
         while value in producers and producers[value].op_type in LAYOUT_OPS \
-                and _is_data(shapes, producers[value].input[0]):
+                and is_data(shapes, producers[value].input[0]):
             chain.append(producers[value])
             value = producers[value].input[0]
         source = value
-        if not chain or not _is_data(shapes, source) or math.prod(shapes[source][1:]) > _MAX_LABELS:
+        if not chain or not is_data(shapes, source) or math.prod(shapes[source][1:]) > _MAX_LABELS:
             continue
         labels = np.arange(math.prod(shapes[source][1:])).reshape((1,) + shapes[source][1:])
         result = labels
@@ -123,7 +126,7 @@ def _replace_chain(g, last, source, labels, result, problems) -> None:
                                           name=nhwc),
                          helper.make_node("Flatten", [nhwc], [end], axis=1, name=last.name)])
     elif result.ndim in (2, 4) and unmoved and result.shape == labels.shape:
-        if g.producer(source) is None:
+        if g.producer(source) is None and end in {o.name for o in g.g.output}:
             g.replace(last, [helper.make_node("Identity", [source], [end], name=last.name)])
         else:
             g.g.node.remove(last)

@@ -56,7 +56,7 @@ def _load_keras_zip(path: Path, label: str, allow_lambda: bool) -> KerasSource:
             config = json.loads(archive.read("config.json"))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise InvalidModel(f"not a Keras 3 .keras archive ({type(exc).__name__}: {exc})",
-                           file=label, hint="save the model with model.save('name.keras')") from None
+                           file=label, hint="save it with model.save('name.keras')") from None
     _guard_config(config, label, allow_lambda)
     keras = tf_modules().keras
     try:

@@ -29,6 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 from irc.errors import UnsupportedOp
 from irc.frontends.keras import layout
 from irc.frontends.keras.layout import TO_NHWC
+
 _BATCHES = (7, 11)  # probe batch sizes for shape arithmetic
 _KEEP_ELEMENTS = 4096  # initializers kept in the shape-inference skeleton
 
@@ -95,9 +96,9 @@ class _Graph:
         keep = [t for t in self.g.initializer if math.prod(t.dims) <= _KEEP_ELEMENTS]
         big = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
                for t in self.g.initializer if math.prod(t.dims) > _KEEP_ELEMENTS]
+        outputs = [helper.make_empty_tensor_value_info(o.name) for o in self.g.output]
         graph = helper.make_graph(list(self.g.node), "skeleton", list(self.g.input) + big,
-                                  [helper.make_empty_tensor_value_info(o.name) for o in self.g.output],
-                                  initializer=keep)
+                                  outputs, initializer=keep)
         skeleton = helper.make_model(graph, opset_imports=list(self.model.opset_import))
         skeleton.ir_version = self.model.ir_version
         inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False)
@@ -140,7 +141,7 @@ def _fold_shape_arithmetic(g: _Graph) -> None:
             continue
         shapes = shapes or g.shapes()
         nodes, roots = _shape_slice(g, node.input[1])
-        if nodes is None or any(None in shapes.get(r.input[0], (None,))[1:] for r in roots):
+        if nodes is None or not all(layout.is_data(shapes, r.input[0]) for r in roots):
             continue
         feeds_names = [r.output[0] for r in roots]
         sub = helper.make_graph(
@@ -249,6 +250,11 @@ def _finish_outputs(g: _Graph, names: list[str]) -> None:
     renamed = []
     for out, name in zip(list(g.g.output), names):
         value = out.name
+        clash = g.producer(name)
+        if clash is not None and name != value:  # an internal value already has the name
+            fresh = g.fresh(name)
+            clash.output[list(clash.output).index(name)] = fresh
+            g.rewire(name, fresh)
         producer = g.producer(value)
         if producer is None or value in inputs or sum(o.name == value for o in g.g.output) > 1:
             g.g.node.append(helper.make_node("Identity", [value], [name], name=name))
@@ -266,20 +272,56 @@ def _finish_outputs(g: _Graph, names: list[str]) -> None:
 
 
 def _check_clean(g: _Graph, problems: list[str], label: str) -> None:
+    """Every op one irc converts; every transpose a Keras Flatten feeding Dense layers."""
     from irc.frontends.onnx import handlers  # noqa: F401  (fills the registry)
     from irc.frontends.onnx.importer import ONNX_OPS
 
+    unsupported = [f"{n.name}: ONNX {n.op_type}, which irc does not convert" for n in g.g.node
+                   if n.op_type not in ONNX_OPS or n.domain not in ("", "ai.onnx")]
     for node in g.g.node:
-        if node.op_type not in ONNX_OPS or node.domain not in ("", "ai.onnx"):
-            problems.append(f"{node.name}: ONNX {node.op_type}, which irc does not convert")
-        elif node.op_type == "Transpose":
+        if node.op_type == "Transpose":
+            problems += _transpose_problems(g, node)
+        elif node.op_type == "Pad":
             readers = g.consumers(node.output[0])
-            if list(g.attr(node, "perm", [])) != TO_NHWC or not readers or \
-                    any(r.op_type != "Flatten" for r in readers):
-                problems.append(f"{node.name}: a layout transpose (perm "
-                                f"{list(g.attr(node, 'perm', []))}) that Viya cannot express")
+            source = g.producer(node.input[0])
+            if any(r.op_type == "MaxPool" for r in readers) and (
+                    source is None or source.op_type not in _NON_NEGATIVE):
+                problems.append(f"{node.name}: ZeroPadding2D before a max pool of values that may "
+                                "be negative: Keras's padded zeros can win the maximum, Viya's "
+                                "pool padding never does")
+    if unsupported and problems:  # layout transposes usually surround the unsupported ops
+        problems = [f"(and {len(problems)} layout change(s) around them)"]
+    problems = unsupported + problems
     if problems:
         raise UnsupportedOp(f"{len(problems)} part(s) of the converted Keras graph have no Viya "
                             "equivalent:\n" + "\n".join(f"  {p}" for p in problems), file=label,
                             hint="node names start with the Keras layer they come from; change "
                                  "those layers (a Lambda must compute supported ops only)")
+
+
+_NON_NEGATIVE = ("Relu", "Sigmoid", "Softplus")
+_PASS_THROUGH = ("Identity", "Dropout")
+
+
+def _transpose_problems(g: _Graph, node) -> list[str]:
+    perm = list(g.attr(node, "perm", []))
+    flats = g.consumers(node.output[0])
+    if perm != TO_NHWC or not flats or any(f.op_type != "Flatten" for f in flats):
+        return [f"{node.name}: a layout transpose (perm {perm}) that Viya cannot express"]
+    outputs = {o.name for o in g.g.output}
+    todo, bad = [f.output[0] for f in flats], []
+    while todo:
+        value = todo.pop()
+        if value in outputs:
+            bad.append("a model output")
+        for reader in g.consumers(value):
+            if reader.op_type in _PASS_THROUGH:
+                todo.append(reader.output[0])
+            elif reader.op_type not in ("MatMul", "Gemm") or reader.input[0] != value or \
+                    g.const(reader.input[1]) is None:
+                bad.append(f"{reader.name} ({reader.op_type})")
+    if not bad:
+        return []
+    return [f"{flats[0].name}: a Keras Flatten (H,W,C order) read by {', '.join(bad)}; Viya "
+            "flattens C,H,W, which only a Dense reading the Flatten can absorb (its rows are "
+            "permuted)"]

@@ -1,0 +1,135 @@
+"""What the user handed irc, and the two things every frontend must give: the ONNX model that
+reaches the IR, and the source framework's own run of the model (the verification oracle).
+
+    src = open_source("net.prototxt", weights="net.caffemodel")
+    lowered = to_onnx(src, input_shape)       # ONNX ModelProto or .onnx path, has_weights
+    reference = run_source(src, feeds)        # {ONNX graph output name: array}
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from irc.errors import InvalidModel, VerificationFailed
+
+SUFFIXES = {".onnx": "onnx", ".prototxt": "caffe", ".keras": "keras", ".h5": "keras",
+            ".hdf5": "keras"}
+
+
+@dataclass
+class Source:
+    kind: str  # onnx | caffe | keras
+    model: object  # a path, or an in-memory model (onnx.ModelProto, keras.Model)
+    weights: Path | None = None  # Caffe's .caffemodel
+    options: dict = field(default_factory=dict)  # frontend options: drop_lrn, allow_lambda
+    label: str = ""
+
+    @property
+    def path(self) -> Path | None:
+        return Path(self.model) if isinstance(self.model, (str, Path)) else None
+
+
+@dataclass
+class Lowered:
+    onnx: object  # onnx.ModelProto, or the path of an .onnx file
+    has_weights: bool = True
+    warnings: list[str] = field(default_factory=list)
+
+
+def _is_keras_object(obj) -> bool:
+    module = type(obj).__module__ or ""
+    return module.startswith(("keras", "tf_keras", "tensorflow"))
+
+
+def open_source(model, weights=None, **options) -> Source:
+    """Recognise ``model`` (a path or an in-memory model) and its frontend."""
+    if isinstance(model, Source):
+        return model
+    import onnx
+
+    if isinstance(model, onnx.ModelProto):
+        return Source("onnx", model, None, options, "<ModelProto>")
+    if _is_keras_object(model):
+        return Source("keras", model, None, options, f"<{type(model).__name__}>")
+    if isinstance(model, (str, Path)):
+        suffix = Path(model).suffix.lower()
+        if suffix == ".caffemodel":
+            raise InvalidModel("a .caffemodel holds only weights", file=str(model),
+                               hint="give the .prototxt and pass the .caffemodel with --weights")
+        kind = SUFFIXES.get(suffix)
+        if kind is None:
+            raise InvalidModel(f"unknown model file type {suffix or '(no suffix)'!r}",
+                               file=str(model), hint="irc reads .onnx, .prototxt (+ --weights "
+                                                     ".caffemodel), .keras and .h5 files")
+        if weights is not None and kind != "caffe":
+            raise InvalidModel("--weights is for Caffe models only", file=str(model))
+        return Source(kind, Path(model), Path(weights) if weights else None, options, str(model))
+    raise InvalidModel(f"cannot compile an object of type {type(model).__name__}",
+                       hint="pass a model file path, an onnx.ModelProto or a keras.Model")
+
+
+def to_onnx(src: Source, input_shape=None) -> Lowered:
+    """The ONNX model the IR is imported from."""
+    if src.kind == "onnx":
+        return Lowered(src.model)
+    if src.kind == "caffe":
+        from irc.frontends.caffe import caffe_to_onnx
+
+        conv = caffe_to_onnx(src.model, src.weights, input_shape=input_shape,
+                             drop_lrn=bool(src.options.get("drop_lrn")))
+        warnings = list(conv.warnings)
+        if not conv.has_weights:
+            warnings.append("no .caffemodel given: the structure is converted, the weights "
+                            "file is not written and nothing is verified")
+        return Lowered(conv.model, conv.has_weights, warnings)
+    from irc.frontends.keras import keras_to_onnx
+
+    return Lowered(keras_to_onnx(src.model, input_shape=input_shape,
+                                 allow_lambda=bool(src.options.get("allow_lambda"))))
+
+
+def _single(feeds: dict[str, np.ndarray]) -> np.ndarray:
+    if len(feeds) != 1:
+        raise VerificationFailed(f"the source has {len(feeds)} inputs; irc verifies one")
+    return next(iter(feeds.values()))
+
+
+def run_source(src: Source, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The source framework's own outputs for ``feeds`` (keyed as the ONNX graph outputs)."""
+    if src.kind == "caffe":
+        if src.weights is None:
+            raise VerificationFailed("a Caffe net without weights cannot be verified",
+                                     file=src.label, hint="pass --weights net.caffemodel")
+        from irc.frontends.caffe import run_opencv_oracle
+
+        return run_opencv_oracle(src.model, src.weights, _single(feeds))
+    if src.kind == "keras":
+        from irc.frontends.keras import run_keras
+
+        return run_keras(src.model, _single(feeds))
+    return _run_onnx(src.model, feeds)
+
+
+def _run_onnx(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import onnx
+
+    from irc.ir.onnx_export import run_onnxruntime
+
+    # A file goes to onnxruntime by path: external data (and models past 2 GB) load straight
+    # from disk instead of through a serialised copy.
+    model = model if isinstance(model, onnx.ModelProto) else str(model)
+    header = model if isinstance(model, onnx.ModelProto) else onnx.load(model, load_external_data=False)
+    fixed_batch = any(i.type.tensor_type.shape.dim[0].dim_value > 0
+                      for i in header.graph.input if i.name in feeds
+                      and i.type.tensor_type.shape.dim)
+    try:
+        if not fixed_batch:
+            return run_onnxruntime(model, feeds)
+        # A model exported with batch size 1 runs one example at a time.
+        n = next(iter(feeds.values())).shape[0]
+        runs = [run_onnxruntime(model, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
+        return {k: np.concatenate([r[k] for r in runs]) for k in runs[0]}
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise VerificationFailed(f"onnxruntime could not run the source model: {exc}") from None

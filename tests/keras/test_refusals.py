@@ -1,0 +1,148 @@
+"""What the Keras frontend refuses, and how: one error listing every unsupported layer (found
+before tf2onnx runs), clear reasons for configurations Viya cannot compute."""
+from __future__ import annotations
+
+import pytest
+
+from irc.errors import IrcError, UnsupportedAttribute, UnsupportedOp
+from irc.frontends.keras import import_keras, keras_to_onnx
+from tests.keras.conftest import compile_keras, set_random_weights
+
+
+@pytest.fixture
+def no_tf2onnx(monkeypatch):
+    """Fail the test if tf2onnx is called: refusals must come from the layer scan."""
+    from irc.frontends.keras.runtime import tf_modules
+
+    def boom(*args, **kwargs):
+        raise AssertionError("tf2onnx ran although the model has unsupported layers")
+
+    convert = tf_modules().tf2onnx.convert
+    monkeypatch.setattr(convert, "from_function", boom)
+    monkeypatch.setattr(convert, "from_keras", boom)
+
+
+def test_unsupported_layers_listed_in_one_error(keras, no_tf2onnx):
+    L = keras.layers
+    x = keras.Input((8, 8, 3))
+    h = L.Conv2DTranspose(4, 3, name="deconv")(x)
+    h = L.UpSampling2D(name="up_a")(h)
+    h = L.UpSampling2D(name="up_b")(h)
+    h = L.Conv2D(4, 3, activation="relu6", name="clipped")(h)
+    h = L.LeakyReLU(name="leaky_default")(h)
+    h = L.GlobalAveragePooling2D()(h)
+    h = L.Dense(4, activation="gelu", name="gelu_dense")(h)
+    model = keras.Model(x, L.Dense(2, activation="softmax")(h))
+    with pytest.raises(UnsupportedOp) as err:
+        import_keras(model)
+    text = str(err.value)
+    assert "Conv2DTranspose x1: 'deconv'" in text
+    assert "UpSampling2D x2: 'up_a', 'up_b'" in text
+    assert "clipped: activation 'relu6'" in text
+    assert "leaky_default: LeakyReLU negative_slope=0.3" in text
+    assert "gelu_dense: activation 'gelu'" in text
+    assert "irc converts these Keras layers:" in text
+
+
+def test_leaky_relu_default_slope_refused(keras, no_tf2onnx):
+    L = keras.layers
+    x = keras.Input((6, 6, 2))
+    model = keras.Model(x, L.LeakyReLU()(L.Conv2D(2, 3)(x)))
+    with pytest.raises(UnsupportedAttribute, match=r"negative_slope=0\.3: Viya's leaky "
+                                                   r"activation has slope 0\.1 only"):
+        import_keras(model)
+
+
+def test_recurrent_layers_point_to_issue_6(keras, no_tf2onnx):
+    L = keras.layers
+    x = keras.Input((5, 4))
+    h = L.LSTM(3, return_sequences=True, name="lstm")(x)
+    model = keras.Model(x, L.Dense(2)(L.GRU(3, name="gru")(h)))
+    with pytest.raises(UnsupportedOp, match=r"recurrent layers \(GRU, LSTM\): see issue 6"):
+        import_keras(model)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda L, x: L.Dense(2)(L.Dense(3, activation="softmax")(L.Flatten()(x))),
+     "softmax before the end of the model"),
+    (lambda L, x: L.Conv2D(2, 3, dilation_rate=2, padding="same")(x), r"dilation_rate=\(2, 2\)"),
+    (lambda L, x: L.Conv2D(4, 3, groups=2)(L.Conv2D(4, 1)(x)), "groups=2"),
+    (lambda L, x: L.ReLU(max_value=6.0)(x), "max_value=6.0: Viya has no clipped relu"),
+    (lambda L, x: L.ELU(alpha=0.5)(x), "ELU alpha=0.5"),
+    (lambda L, x: L.Reshape((2, 2, 8))(x), r"Reshape \(4, 4, 2\) -> \(2, 2, 8\)"),
+    (lambda L, x: L.Activation("swish")(x), "activation '(swish|silu)': Viya has no swish"),
+    (lambda L, x: L.Softmax()(x), r"softmax over a tensor of shape \(4, 4, 2\)"),
+    (lambda L, x: L.Dense(3)(x), "Dense on a tensor of shape"),
+], ids=["mid_softmax", "dilation", "groups", "relu6", "elu_alpha", "reshape", "swish",
+        "softmax_4d", "dense_4d"])
+def test_configuration_refused(keras, no_tf2onnx, make, message):
+    x = keras.Input((4, 4, 2))
+    model = keras.Model(x, make(keras.layers, x))
+    with pytest.raises(UnsupportedAttribute, match=message):
+        import_keras(model)
+
+
+def test_two_inputs_refused(keras, no_tf2onnx):
+    L = keras.layers
+    a, b = keras.Input((4, 4, 2)), keras.Input((4, 4, 2))
+    with pytest.raises(UnsupportedAttribute, match="2 inputs"):
+        import_keras(keras.Model([a, b], L.Add()([a, b])))
+
+
+def test_dynamic_input_needs_input_shape(keras, tmp_path):
+    L = keras.layers
+    x = keras.Input((None, None, 3))
+    model = set_random_weights(keras.Model(x, L.Conv2D(2, 3)(x)))
+    with pytest.raises(UnsupportedAttribute, match="input_shape"):
+        import_keras(model)
+    for shape in [(8, 8, 3), (1, 3, 8, 8)]:  # Keras (H, W, C) or irc's N,C,H,W
+        proto = keras_to_onnx(model, input_shape=shape)
+        dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim[1:]]
+        assert dims == [3, 8, 8]
+    with pytest.raises(UnsupportedAttribute, match="does not fit"):
+        keras_to_onnx(model, input_shape=(8, 8, 4))
+
+
+def _refused_after_conversion(keras, make, tmp_path):
+    x = keras.Input((8, 8, 3))
+    model = set_random_weights(keras.Model(x, make(keras.layers, x)))
+    with pytest.raises(IrcError) as err:
+        compile_keras(model, tmp_path)
+    return str(err.value)
+
+
+def test_zero_padding_before_max_pool_of_negative_values(keras, tmp_path):
+    text = _refused_after_conversion(
+        keras, lambda L, x: L.MaxPooling2D(2)(L.ZeroPadding2D(1)(L.Conv2D(3, 3)(x))), tmp_path)
+    assert "ZeroPadding2D before a max pool of values that may be negative" in text
+
+
+def test_flatten_into_concatenate_refused(keras, tmp_path):
+    def make(L, x):
+        a = L.Flatten()(L.Conv2D(2, 3)(x))
+        b = L.Flatten()(L.Conv2D(2, 5)(x))
+        return L.Dense(3)(L.Concatenate()([a, b]))
+
+    text = _refused_after_conversion(keras, make, tmp_path)
+    assert "a Keras Flatten (H,W,C order) read by" in text and "Concat" in text
+
+
+def test_flatten_as_model_output_refused(keras, tmp_path):
+    text = _refused_after_conversion(keras, lambda L, x: L.Flatten()(L.Conv2D(2, 3)(x)),
+                                     tmp_path)
+    assert "read by a model output" in text
+
+
+def test_lambda_with_unsupported_ops_names_them(keras, tmp_path):
+    L = keras.layers
+    x = keras.Input((8, 8, 3))
+    model = keras.Model(x, L.Lambda(lambda t: keras.ops.sin(t), name="sine")(L.Conv2D(2, 3)(x)))
+    with pytest.raises(UnsupportedOp, match=r"sine(_1)?/Sin: ONNX Sin, which irc does not convert"):
+        keras_to_onnx(model, allow_lambda=True)
+
+
+def test_not_a_model(tmp_path):
+    with pytest.raises(IrcError, match="cannot read a Keras model"):
+        import_keras(42)
+    with pytest.raises(IrcError, match="file not found"):
+        import_keras(tmp_path / "missing.keras")
