@@ -85,21 +85,15 @@ def test_real_softmax_net_with_random_weights(tmp_path):
     assert viya_layers(tmp_path / "out")["ip2"]["act"] == "softmax"
 
 
-def test_squeezenet_v1_0_conv10_padding_is_refused(tmp_path):
-    """SqueezeNet v1.0's conv10 is a 1x1 convolution with pad 1: exact in ONNX (checked against
-    OpenCV), refused by irc's Viya backend (explicit padding must be smaller than the kernel)."""
-    import onnxruntime as ort
-
+def test_squeezenet_v1_0_with_padding_beyond_its_kernel(tmp_path):
+    """SqueezeNet v1.0's conv10 is a 1x1 convolution with pad 1: the border is the bias alone,
+    which Viya's explicit padding computes too. The whole net matches OpenCV."""
     proto = corpus("squeezenet_v1.0.prototxt")
     weights = random_caffemodel(proto, tmp_path / "w.caffemodel", input_shape=(3, 64, 64))
     x = np.random.default_rng(3).standard_normal((1, 3, 64, 64)).astype(np.float32)
-    conversion = caffe_to_onnx(proto, weights, input_shape=(3, 64, 64))
-    session = ort.InferenceSession(conversion.model.SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    got = session.run(["prob"], {"data": x})[0]
-    assert_close(opencv(proto, weights, x), {"prob": got})
-    with pytest.raises(ViyaCannotExpress, match=r"conv10.*padding \[1, 1, 1, 1\].*>= kernel 1"):
-        compile_caffe(proto, weights, tmp_path / "out", input_shape=(3, 64, 64))
+    compile_caffe(proto, weights, tmp_path / "out", input_shape=(3, 64, 64))
+    assert viya_layers(tmp_path / "out")["conv10"]["paddingheight"] == 1
+    assert_close(opencv(proto, weights, x), run_viya_files(tmp_path / "out", x))
 
 
 LRN_NETS = {"bvlc_alexnet.prototxt": ["norm1", "norm2"],
@@ -147,6 +141,15 @@ def test_vgg16_structure_without_weights():
     out = model.graph.output[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in out[1:]] == [1000]
     assert sum(int(np.prod(t.dims)) for t in model.graph.initializer) == 138_357_544
+
+
+def test_vgg16_random_weights_match_opencv(tmp_path):
+    """The full VGG16 (138 M weights, a 553 MB caffemodel) against OpenCV, logits compared."""
+    proto = without_final_softmax(corpus("vgg16.prototxt"), tmp_path / "vgg16.prototxt")
+    weights = random_caffemodel(proto, tmp_path / "w.caffemodel")
+    x = np.random.default_rng(4).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    compile_caffe(proto, weights, tmp_path / "out")
+    assert_close(opencv(proto, weights, x), run_viya_files(tmp_path / "out", x), atol=1e-4)
 
 
 @pytest.mark.parametrize("name,grouped", [("bvlc_alexnet.prototxt", ["conv2", "conv4", "conv5"]),

@@ -1,14 +1,13 @@
 """Keras frontend tests: build small Keras models in code, compile them with irc, re-execute the
 written files with the reference executor and compare with Keras itself.
 
-Tests marked ``slow`` (keras.applications models) run only with ``IRC_SLOW=1``. The whole folder
+Tests marked ``slow`` (keras.applications models) run only with ``IRC_SLOW=1`` (tests/conftest.py). The whole folder
 is skipped when TensorFlow, Keras or tf2onnx is not installed (``pip install 'irc[keras]'``).
 """
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +18,6 @@ HAVE_KERAS = all(importlib.util.find_spec(m) for m in ("tensorflow", "keras", "t
 
 if not HAVE_KERAS:
     collect_ignore_glob = ["test_*.py"]
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: a slow test (keras.applications); run with "
-                                       "IRC_SLOW=1")
-
-
-def pytest_collection_modifyitems(config, items):
-    if os.environ.get("IRC_SLOW") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow: set IRC_SLOW=1 to run")
-    for item in items:
-        if "slow" in item.keywords and str(item.fspath).startswith(str(Path(__file__).parent)):
-            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

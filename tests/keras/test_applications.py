@@ -1,4 +1,5 @@
-"""keras.applications models (random weights, small inputs). Slow: run with IRC_SLOW=1."""
+"""keras.applications models with weights=None (no downloads), random weights, small inputs:
+the real architectures, about 40 s in all."""
 from __future__ import annotations
 
 from collections import Counter
@@ -8,9 +9,6 @@ import pytest
 from irc.errors import UnsupportedAttribute
 from irc.frontends.keras import import_keras
 from tests.keras.conftest import compile_and_compare, set_random_weights, types
-
-pytestmark = pytest.mark.slow
-
 
 def test_resnet50(keras, tmp_path):
     model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=5)
@@ -25,3 +23,20 @@ def test_mobilenet_v2_relu6_refused_in_one_error(keras):
         import_keras(model)
     text = str(err.value)
     assert text.count("max_value=6.0: Viya has no clipped relu") == 35
+
+
+def test_vgg16(keras, tmp_path):
+    model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=5)
+    layers = compile_and_compare(set_random_weights(model), tmp_path)
+    counts = Counter(types(layers))
+    assert counts["convo"] == 13 and counts["pool"] == 5 and counts["fc"] == 2
+    assert counts["output"] == 1
+
+
+def test_densenet121(keras, tmp_path):
+    """Pre-activation BatchNorm after every concat stays a Viya batchnorm layer (with relu)."""
+    model = keras.applications.DenseNet121(weights=None, input_shape=(32, 32, 3), classes=5)
+    layers = compile_and_compare(set_random_weights(model), tmp_path)
+    counts = Counter(types(layers))
+    assert counts["convo"] == 120 and counts["concat"] == 58 and counts["output"] == 1
+    assert counts["batchnorm"] > 0

@@ -40,11 +40,12 @@ def _auto_ok(size, kernel, stride, begin, out, kind) -> str | None:
     return None
 
 
-def _explicit_ok(size, kernel, stride, begin, out) -> str | None:
+def _explicit_ok(size, kernel, stride, begin, out, kind) -> str | None:
     viya_out = (size + 2 * begin - kernel) // stride + 1
     if viya_out != out:
         return f"explicit padding {begin} gives {viya_out} outputs, source has {out}"
-    if begin >= kernel:
+    if kind == "pool" and begin >= kernel:
+        # A pool window of padding only has no defined value; a conv's is just its bias.
         return f"padding {begin} >= kernel {kernel}"
     return None
 
@@ -56,15 +57,15 @@ def choose(kind: str, in_hw, kernel, strides, pads, out_hw) -> Padding | str:
     since it is the only form the materialised model table can hold.
     """
     begins = (pads[0], pads[1])
-    reasons = []
+    axes = ("height", "width")
     auto_problems = [_auto_ok(in_hw[a], kernel[a], strides[a], begins[a], out_hw[a], kind)
                      for a in range(2)]
     if not any(auto_problems):
         return Padding("auto")
-    reasons += [f"automatic: {p}" for p in auto_problems if p]
-    explicit_problems = [_explicit_ok(in_hw[a], kernel[a], strides[a], begins[a], out_hw[a])
+    explicit_problems = [_explicit_ok(in_hw[a], kernel[a], strides[a], begins[a], out_hw[a], kind)
                          for a in range(2)]
     if not any(explicit_problems):
         return Padding("explicit", begins[0], begins[1])
-    reasons += [f"explicit: {p}" for p in explicit_problems if p]
+    reasons = [f"automatic ({axes[a]}): {p}" for a, p in enumerate(auto_problems) if p]
+    reasons += [f"explicit ({axes[a]}): {p}" for a, p in enumerate(explicit_problems) if p]
     return "; ".join(reasons)

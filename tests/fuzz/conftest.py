@@ -1,0 +1,39 @@
+"""Fuzz suite fixtures: seeds built once per session, and the figures table at the end.
+
+Environment:
+  IRC_FUZZ_ITERATIONS=N   cases per format (default: each format's default_iterations)
+  IRC_FUZZ_SEED=S         base seed of the mutations (default 0)
+  IRC_FUZZ_GUARD_BYTES=B  address-space head room per case (default 6 GiB)
+"""
+from __future__ import annotations
+
+import pytest
+
+from tests.fuzz.harness import STATS
+from tests.fuzz.plugins import discover
+
+
+class SeedCache:
+    def __init__(self, factory):
+        self.factory = factory
+        self.formats = discover()
+        self.seeds = {}
+
+    def get(self, fmt_name: str, seed_name: str):
+        key = (fmt_name, seed_name)
+        if key not in self.seeds:
+            folder = self.factory.mktemp(f"seed-{fmt_name}-{seed_name}")
+            self.seeds[key] = self.formats[fmt_name].build_seed(seed_name, folder / "files")
+        return self.seeds[key]
+
+
+@pytest.fixture(scope="session")
+def fuzz_seeds(tmp_path_factory) -> SeedCache:
+    return SeedCache(tmp_path_factory)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    table = STATS.table()
+    if table:
+        terminalreporter.write_sep("=", "irc fuzz figures")
+        terminalreporter.write_line(table)

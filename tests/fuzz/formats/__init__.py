@@ -1,0 +1,1 @@
+"""Fuzzer format plug-ins: each module exposes FORMAT (a tests.fuzz.plugins.FuzzFormat or None)."""
