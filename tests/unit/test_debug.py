@@ -115,3 +115,22 @@ def test_inspect_formats(tmp_path):
     onnx.checker.check_model(onnx.load(out))
     dot = run("--stage", "ir", "--format", "dot").stdout
     assert dot.startswith("digraph") and "BatchNormalization" in dot
+
+
+def test_diff_names_a_deliberately_corrupted_layer(tmp_path):
+    """Break one weight of one layer in the output folder: irc diff names exactly that layer."""
+    import h5py
+
+    example = ROOT / "examples" / "small_cnn.onnx"
+    out = tmp_path / "o"
+    irc.compile(example).save(out)
+    with h5py.File(out / "small_cnn_weights.kerasmodel.h5", "r+") as f:
+        kernel = f["res_conv2/res_conv2/kernel:0"]
+        kernel[0, 0, 1, 1] = kernel[0, 0, 1, 1] + 0.5
+    report = diff(example, out)
+    assert report.first_bad.layer == "res_conv2"
+    ok = {d.layer: d.ok for d in report.layers}
+    assert ok["stem_conv"] and ok["res_conv1"] and not ok["res_conv2"]
+    result = subprocess.run([sys.executable, "-m", "irc", "diff", example, out],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "first divergence: layer 'res_conv2'" in result.stdout
