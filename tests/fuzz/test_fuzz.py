@@ -44,7 +44,7 @@ KNOWN_BUGS: dict[str, str] = {
                       r"range).* @ .*(verify\.py:make_inputs|lower\.py:lower_input|"
                       r"fold_batchnorm\.py:run|loader\.py:infer_types)$",
     # A constant node reading the output of a constant node that failed to fold.
-    "B6-fold-chain": r"^KeyError: .* @ .*importer\.py:fold > ir/graph\.py:const > "
+    "B6-fold-chain": r"^KeyError: .* @ .*importer\.py:(fold|<dictcomp>) > ir/graph\.py:const > "
                      r"ir/graph\.py:value$",
     # Missing / empty required node inputs reach handlers and passes.
     "B7-node-inputs": r"^(IndexError: .* @ .*handlers\.py:\w+|networkx\.exception\.NetworkXError:"
@@ -55,7 +55,7 @@ KNOWN_BUGS: dict[str, str] = {
     # Wrong number of --offsets/--normstds: lower_input records a problem, lowering goes on.
     "B9-input-options": r"^KeyError: .* @ .*backends/viya/lower\.py:add$",
     # Non-numeric --offsets/--normstds.
-    "B10-cli-floats": r"^ValueError: could not convert string to float: .* @ .*cli\.py:_floats$",
+    "B10-cli-floats": r"^ValueError: could not convert string to float: .* @ .*cli\.py:_floats",
     # Invalid UTF-8 in a string field: protobuf (upb) hands out bytes.
     "B11-utf8": r"^(UnicodeDecodeError|TypeError: cannot use a string pattern on a bytes"
                 r"|TypeError: '.' not supported between instances of 'bytes' and 'str'"
@@ -67,6 +67,18 @@ KNOWN_BUGS: dict[str, str] = {
     # Constant input shapes not checked (BatchNormalization statistics of the wrong length).
     "B13-const-shapes": r"^ValueError: operands could not be broadcast .* @ "
                         r".*fold_batchnorm\.py:run$",
+    # Caffe: zero weights of the prototxt's declared shapes allocated before any size check.
+    "C1-caffe-declared-sizes": r"^(\S*MemoryError|ValueError: Maximum allowed dimension exceeded"
+                               r"|ValueError: array is too big).* @ .*caffe/converter\.py:"
+                               r"(weights|<listcomp>)$",
+    # Caffe: stride 0 (and other non-positive geometry) divides by zero.
+    "C2-caffe-geometry": r"^ZeroDivisionError: .* @ .*frontends/caffe/",
+    # Keras: layer/model names Keras accepts but TensorFlow scopes do not ('x y', 'a.b:c',
+    # non-ASCII) make tf2onnx fail; irc refuses a valid model as "unsupported op".
+    "K1-keras-scope-names": r"valid inputs refused: .*tf2onnx could not convert the model",
+    # Keras: --input-shape NAME:dims (a dict) iterated as a shape.
+    "K2-keras-named-shape": r"^ValueError: invalid literal for int\(\) .* @ "
+                            r".*keras/convert\.py:\S+$",
 }
 
 

@@ -19,7 +19,8 @@ from irc.frontends.keras.runtime import flavor_of, is_keras_model, tf_modules
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 _ALLOWED_MODULE_ROOTS = ("keras", "builtins")
-OPT_IN_HINT = ("only load models you trust with allow_lambda=True: a Lambda layer or custom "
+OPT_IN_HINT = ("only for models you trust: `irc compile --allow-lambda` (allow_lambda=True in "
+               "Python) loads them; a Lambda layer or custom "
                "object runs Python code stored in the file")
 
 

@@ -53,7 +53,7 @@ def _func_res(keras):
     y = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="k_c1")(x)
     z = keras.layers.Conv2D(4, 1, name="k_c2")(y)
     y = keras.layers.Add(name="k_add")([y, z])
-    y = keras.layers.AveragePooling2D(name="k_avg")(y)
+    y = keras.layers.AveragePooling2D(2, name="k_avg")(y)
     y = keras.layers.GlobalAveragePooling2D(name="k_gap")(y)
     y = keras.layers.Dense(3, name="k_out")(y)
     return keras.Model(x, y, name="func_res")

@@ -1,0 +1,86 @@
+"""`irc compile/verify` on Caffe nets: the trained LeNet end to end, structure-only conversion,
+and bad input (exit 2, one message, no output folder)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.caffe.conftest import corpus, random_caffemodel, write_net
+
+NET = """
+name: "tiny"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "fc" type: "InnerProduct" bottom: "conv1" top: "fc"
+        inner_product_param { num_output: 5 } }
+"""
+
+
+def irc_cli(*args):
+    return subprocess.run([sys.executable, "-m", "irc", *map(str, args)], capture_output=True,
+                          text=True)
+
+
+def assert_refused(result, out: Path, *words):
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("irc: ") == 1
+    for word in words:
+        assert word in result.stderr, result.stderr
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}.irc-*"))
+
+
+def test_trained_lenet_compiles_and_verifies_against_opencv(tmp_path):
+    pytest.importorskip("cv2", reason="opencv-python-headless is the Caffe oracle")
+    out = tmp_path / "lenet"
+    result = irc_cli("compile", corpus("lenet.prototxt"), "--weights",
+                     corpus("lenet_iter_10000.caffemodel"), "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "all outputs match" in result.stdout
+    assert irc_cli("verify", corpus("lenet.prototxt"), out, "--weights",
+                   corpus("lenet_iter_10000.caffemodel")).returncode == 0
+
+
+def test_structure_only_without_weights(tmp_path):
+    out = tmp_path / "o"
+    result = irc_cli("compile", write_net(tmp_path, NET), "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "no .caffemodel given" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model_table.csv",
+                                                     "name_map.json"]
+
+
+def test_syntax_error_names_the_line(tmp_path):
+    bad = write_net(tmp_path, NET.replace("num_output: 5 }", "num_output: 5 "), "bad")
+    out = tmp_path / "o"
+    assert_refused(irc_cli("compile", bad, "-o", out), out, str(bad), "line")
+
+
+def test_blob_shape_mismatch_and_weights_of_another_net(tmp_path):
+    net = write_net(tmp_path, NET)
+    other = write_net(tmp_path, NET.replace("num_output: 4", "num_output: 6"), "other")
+    weights = random_caffemodel(other, tmp_path / "other.caffemodel")
+    out = tmp_path / "o"
+    assert_refused(irc_cli("compile", net, "--weights", weights, "-o", out), out, "conv1")
+    renamed = write_net(tmp_path, NET.replace('"conv1"', '"c1"').replace("bottom: \"conv1\"",
+                                                                        "bottom: \"c1\""), "ren")
+    weights = random_caffemodel(net, tmp_path / "net.caffemodel")
+    assert_refused(irc_cli("compile", renamed, "--weights", weights, "-o", out), out, "c1")
+
+
+def test_unknown_layer_type(tmp_path):
+    text = NET + 'layer { name: "odd" type: "Crop2000" bottom: "fc" top: "odd" }\n'
+    out = tmp_path / "o"
+    assert_refused(irc_cli("compile", write_net(tmp_path, text), "-o", out), out, "Crop2000",
+                   "odd")
+
+
+def test_caffemodel_given_as_the_model(tmp_path):
+    weights = random_caffemodel(write_net(tmp_path, NET), tmp_path / "w.caffemodel")
+    out = tmp_path / "o"
+    assert_refused(irc_cli("compile", weights, "-o", out), out, "--weights")
