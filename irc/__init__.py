@@ -7,3 +7,10 @@ def compile(source, **kwargs):  # noqa: A001 - mirrors the CLI verb
     from irc.api import compile as _compile
 
     return _compile(source, **kwargs)
+
+
+def export(path_or_table, output=None, **kwargs):
+    """A Viya model (output folder, model table, + weights) as ONNX; see :func:`irc.frontends.viya.export`."""
+    from irc.frontends.viya import export as _export
+
+    return _export(path_or_table, output, **kwargs)

@@ -243,6 +243,27 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from irc.frontends.viya import export
+
+    options = {}
+    for pair in args.option or []:
+        key, _, value = pair.partition("=")
+        options[key] = value
+    if args.seed is not None:
+        options["seed"] = args.seed
+    if args.fc_weight_order:
+        options["fc_weight_order"] = args.fc_weight_order
+    target = args.output or f"{Path(args.model).stem}.onnx"
+    try:
+        model = export(args.model, target, weights=args.weights,
+                       generate_weights=args.generate_weights, options=options or None)
+    except ValueError as exc:  # an unknown option name or value
+        raise UnsupportedAttribute(str(exc)) from None
+    print(f"wrote {target} ({len(model.graph.node)} ONNX nodes)")
+    return 0
+
+
 def cmd_passes(args) -> int:
     from irc.passes.pipeline import DEFAULT_PIPELINE
     from irc.passes.registry import load_all
@@ -374,6 +395,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference executor option for an open point (viya-semantics.md §16)")
     common(p, quiet=False)
     p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("export", help="a Viya model (output folder or model table) as ONNX")
+    p.add_argument("model", help="an output folder, model.json, or a model table .csv")
+    p.add_argument("-o", "--output", help="the .onnx file (default: <model>.onnx)")
+    p.add_argument("--weights", help="KERAS-format .h5 or a weights table .csv")
+    p.add_argument("--generate-weights", action="store_true",
+                   help="seeded random weights of the right shapes (structure only)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--fc-weight-order", choices=["in_major", "out_major"],
+                   help="fc kernel order in a weights table (open point; default in_major)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="Viya semantics for an open point (viya-semantics.md §16)")
+    common(p, quiet=False)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("passes", help="list the passes, in pipeline order")
     p.set_defaults(func=cmd_passes)

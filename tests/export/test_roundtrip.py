@@ -3,6 +3,7 @@ equals the source model's onnxruntime output (rtol 1e-4, atol 1e-5), through mod
 when irc writes one, through model_table.csv."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -185,8 +186,8 @@ def test_bundled_example(tmp_path):
     assert count(proto, "Concat") == 1 and count(proto, "Sum") == 1
 
 
-def test_exported_file_is_written_and_checked(tmp_path):
-    from irc.frontends.viya import export
+def test_exported_file_is_written_and_checked(tmp_path, monkeypatch):
+    from irc.frontends.viya import exporter, export
 
     b = builder(6)
     y = b.op("Relu", b.conv(b.input, 4, 3, pads=[1, 1, 1, 1]))
@@ -195,7 +196,44 @@ def test_exported_file_is_written_and_checked(tmp_path):
     proto = export(r["folder"], target)
     onnx.checker.check_model(str(target))
     assert onnx.load(target).graph == proto.graph
-    assert not [p for p in target.parent.iterdir() if p.name.endswith(".tmp")]
+    assert [p.name for p in target.parent.iterdir()] == ["m.onnx"]
     props = {p.key: p.value for p in proto.metadata_props}
     assert props["irc.viya.weights"].endswith("m_weights.kerasmodel.h5")
-    assert np.isfinite(len(props["irc.viya.options"]))
+    assert json.loads(props["irc.viya.options"])["pool_auto_pad"] == "end"
+
+    # past the protobuf limit the weights go to <file>.data; the returned model keeps them
+    monkeypatch.setattr(exporter, "_PROTO_LIMIT", 0)
+    for _ in range(2):   # writing twice must replace, not append to, the data file
+        large = export(r["folder"], target)
+    assert (tmp_path / "sub" / "m.onnx.data").is_file()
+    onnx.checker.check_model(str(target))
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    (out,) = [o.name for o in proto.graph.output]
+    from irc.ir.onnx_export import run_onnxruntime
+
+    by_path = run_onnxruntime(target, {"input": x})[out]
+    np.testing.assert_array_equal(by_path, run_onnxruntime(large, {"input": x})[out])
+    np.testing.assert_array_equal(by_path, run_onnxruntime(proto, {"input": x})[out])
+    assert sorted(p.name for p in target.parent.iterdir()) == ["m.onnx", "m.onnx.data"]
+
+
+def test_cli_export_round_trip(tmp_path):
+    """`irc compile` then `irc export`: the exported ONNX computes the source's numbers."""
+    import subprocess
+    import sys
+
+    import onnx
+
+    from irc.ir.onnx_export import run_onnxruntime
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "small_cnn.onnx"
+    out, target = tmp_path / "out", tmp_path / "back.onnx"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "irc", *map(str, a)],
+                                    capture_output=True, text=True)
+    assert run("compile", example, "-o", out, "--no-verify").returncode == 0
+    result = run("export", out, "-o", target)
+    assert result.returncode == 0, result.stderr
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    source = run_onnxruntime(onnx.load(example), {"input": x})["prob"]
+    (back,) = run_onnxruntime(onnx.load(target), {"input": x}).values()
+    np.testing.assert_allclose(back.reshape(source.shape), source, rtol=1e-4, atol=1e-5)

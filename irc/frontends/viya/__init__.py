@@ -8,7 +8,7 @@ with a KERAS HDF5 file, a weights table, or generated weights) and export it to 
 The ONNX model computes what Viya computes under the reference executor's semantics
 (shared/spec/viya-semantics.md; the open points are ``options``).
 """
-from .export import export, read_viya
+from .exporter import export, read_viya
 from .loading import (EXPORTABLE, generate_weights, read_structure, read_weights_table,
                       write_weights_h5)
 from .lowering import to_graph

@@ -200,8 +200,9 @@ def _unpack(kind: str, params: dict, flat: np.ndarray, options: ExportOptions) -
     if kind == "batchnorm":
         c = params["gamma"][0]
         gamma_beta, mean_sigma = flat[:2 * c].reshape(c, 2), flat[2 * c:].reshape(c, 2)
-        return {"gamma": gamma_beta[:, 0], "beta": gamma_beta[:, 1], "moving_mean":
-                mean_sigma[:, 0], "moving_variance": np.square(mean_sigma[:, 1])}
+        out = {"gamma": gamma_beta[:, 0], "beta": gamma_beta[:, 1],
+               "moving_mean": mean_sigma[:, 0], "moving_variance": np.square(mean_sigma[:, 1])}
+        return {k: np.ascontiguousarray(v, dtype=F32) for k, v in out.items()}
     shape = params["kernel"]
     size = math.prod(shape)
     kernel = flat[:size]
@@ -210,7 +211,7 @@ def _unpack(kind: str, params: dict, flat: np.ndarray, options: ExportOptions) -
     out = {"kernel": np.ascontiguousarray(kernel.reshape(shape), dtype=F32)}
     if "bias" in params:
         out["bias"] = flat[size:].astype(F32)
-    return {k: np.asarray(v, dtype=F32) for k, v in out.items()}
+    return out
 
 
 def write_weights_h5(model: ViyaModelFiles, path) -> Path:

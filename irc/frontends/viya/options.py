@@ -47,6 +47,7 @@ class ExportOptions:
         if not isinstance(options, dict):
             raise TypeError(f"options must be a dict or ExportOptions, not "
                             f"{type(options).__name__}")
+        options = {k: _from_text(k, v) for k, v in options.items()}
         own = {k: v for k, v in options.items() if k in ("fc_weight_order", "seed")}
         executor = {k: v for k, v in options.items() if k in _EXECUTOR_FIELDS}
         unknown = sorted(set(options) - set(own) - set(executor))
@@ -58,3 +59,18 @@ class ExportOptions:
     def as_dict(self) -> dict:
         return {**self.executor.as_dict(), "fc_weight_order": self.fc_weight_order,
                 "seed": self.seed}
+
+
+def _from_text(key: str, value):
+    """CLI values arrive as text: numbers for the numeric options (``--option
+    bn_extra_eps=1e-3``, ``seed=3``); everything else is checked by the dataclasses."""
+    if not isinstance(value, str):
+        return value
+    try:
+        if key == "seed":
+            return int(value)
+        if key in ("bn_extra_eps", "elu_alpha"):
+            return float(value)
+    except ValueError:
+        raise ValueError(f"export option {key}={value!r} must be a number") from None
+    return value

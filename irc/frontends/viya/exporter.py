@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import onnx
 from onnx import helper
+from onnx.external_data_helper import load_external_data_for_model
 
 from irc.backends.viya.executor.reader import ViyaModelFiles
 from irc.errors import IrcIOError
@@ -71,23 +73,23 @@ def export(path_or_table, output=None, weights=None, generate_weights: bool = Fa
 
 
 def _save(proto: onnx.ModelProto, output: Path, large: bool) -> None:
-    """Write beside ``output`` under a temporary name, check, then rename into place."""
+    """Write into a temporary folder beside ``output``, check, then rename into place (the
+    model and, past 2 GB, its ``<output>.data`` file)."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    data = output.name + ".data"
     try:
         if large:
-            data = output.with_name(output.name + ".data")
-            onnx.save_model(proto, tmp, save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data.name)
-            # the external data file is named for the final path; check it there
-            os.replace(tmp, output)
-            onnx.checker.check_model(str(output))
+            onnx.save_model(proto, tmp / output.name, save_as_external_data=True,
+                            all_tensors_to_one_file=True, location=data, size_threshold=0)
+            onnx.checker.check_model(str(tmp / output.name))
+            # saving moved the weights out of ``proto``: bring them back for the caller
+            load_external_data_for_model(proto, str(tmp))
+            os.replace(tmp / data, output.parent / data)
         else:
-            onnx.save_model(proto, tmp)
-            os.replace(tmp, output)
+            onnx.save_model(proto, tmp / output.name)
+        os.replace(tmp / output.name, output)
     except OSError as err:
         raise IrcIOError(f"cannot write the ONNX model: {err}", file=str(output)) from None
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
