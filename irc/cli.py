@@ -264,6 +264,21 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_deploy(args) -> int:
+    from irc.backends.viya.deploy import connect, deploy
+
+    conn = connect(args.host, args.port, args.protocol, path=args.url_path,
+                   authinfo=args.authinfo, timeout=args.timeout)
+    try:
+        report = deploy(args.folder, conn, caslib=args.caslib, server_path=args.server_path,
+                        labels=args.labels, upload_weights=args.upload, use_table=args.use_table,
+                        replace=not args.no_replace, save=not args.no_save)
+    finally:
+        conn.close()
+    print(report.summary())
+    return 0
+
+
 def cmd_passes(args) -> int:
     from irc.passes.pipeline import DEFAULT_PIPELINE
     from irc.passes.registry import load_all
@@ -409,6 +424,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Viya semantics for an open point (viya-semantics.md §16)")
     common(p, quiet=False)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("deploy", help="deliver an output folder to a SAS Viya CAS server (swat)")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--host", help="CAS host or URL (default: CAS_URL / CAS_HOST)")
+    p.add_argument("--port", type=int, help="binary protocol usually 5570 (default: CAS_PORT)")
+    p.add_argument("--protocol", choices=["cas", "http", "https", "auto"])
+    p.add_argument("--url-path", help="REST base path, e.g. cas-shared-default-http")
+    p.add_argument("--authinfo", help="authinfo/netrc file for swat (default ~/.authinfo)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to reach the port")
+    p.add_argument("--caslib", help="path caslib holding the weights file (default: active)")
+    p.add_argument("--server-path", help="weights file path on the server, relative to --caslib")
+    upload = p.add_mutually_exclusive_group()
+    upload.add_argument("--upload", dest="upload", action="store_true", default=None,
+                        help="copy the .h5 into the caslib's directory (shared file systems)")
+    upload.add_argument("--no-upload", dest="upload", action="store_false")
+    p.add_argument("--labels", type=Path, help="labels.csv (label_id,label) or one label a line")
+    p.add_argument("--use-table", action="store_true",
+                   help="upload model_table.csv instead of buildModel/addLayer")
+    p.add_argument("--no-replace", action="store_true", help="fail if the model exists")
+    p.add_argument("--no-save", action="store_true", help="keep session tables only (no .sashdat)")
+    common(p, quiet=False)
+    p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("passes", help="list the passes, in pipeline order")
     p.set_defaults(func=cmd_passes)

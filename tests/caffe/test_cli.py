@@ -51,8 +51,8 @@ def test_structure_only_without_weights(tmp_path):
     result = irc_cli("compile", write_net(tmp_path, NET), "-o", out)
     assert result.returncode == 0, result.stderr
     assert "no .caffemodel given" in result.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model_table.csv",
-                                                     "name_map.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.sas",
+                                                     "model_table.csv", "name_map.json"]
 
 
 def test_syntax_error_names_the_line(tmp_path):

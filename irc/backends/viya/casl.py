@@ -48,9 +48,10 @@ def write_casl(payloads: dict) -> str:
     """The text of model.sas for a model.json dict (``ViyaModel.payloads()``)."""
     model = payloads["model_name"]
     weights = payloads["dlImportModelWeights"]
+    source = str(payloads.get("source") or "its source model").replace("*/", "* /")
     lines = [
         f"/* {model}: SAS Viya deep-learning model written by irc {payloads.get('irc_version', '')}",
-        f"   from {payloads.get('source') or 'its source model'}.",
+        f"   from {source}.",
         "",
         "   Run in SAS Studio with a CAS session (e.g. `cas mysess;`). The model table "
         f"'{model}' and",

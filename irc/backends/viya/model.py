@@ -99,6 +99,22 @@ class ViyaModel:
 
         return save_model(self, Path(outdir), force=force, progress=progress, check=check)
 
+    def deploy(self, conn, folder=None, **options):
+        """Deliver the model to a CAS server through a swat connection ``conn``.
+
+        ``folder``: an output folder of this model (default: saved to a temporary one first).
+        ``options`` as :func:`irc.backends.viya.deploy.deploy` (caslib, server_path, labels,
+        upload_weights, use_table, replace, save).
+        """
+        import tempfile
+
+        from irc.backends.viya.deploy import deploy
+
+        if folder is not None:
+            return deploy(Path(folder), conn, **options)
+        with tempfile.TemporaryDirectory() as tmp:
+            return deploy(self.save(Path(tmp) / self.name), conn, **options)
+
     def summary(self) -> str:
         lines = [f"Viya model {self.name!r} ({self.model_type}), {len(self.layers)} layers, "
                  f"{self.weight_bytes() / 1e6:.1f} MB of weights"]

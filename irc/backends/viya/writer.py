@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from irc.backends.viya.casl import write_casl
 from irc.backends.viya.hdf5 import write_weights
 from irc.backends.viya.table import TableNotExpressible, write_table_csv
 from irc.errors import IrcIOError
@@ -39,7 +40,10 @@ def write_folder(model, folder: Path, progress=None) -> list[str]:
     except TableNotExpressible as exc:
         notes.append(f"model_table.csv not written: {exc.message} (model.json has the payloads)")
     model.notes.extend(n for n in notes if n not in model.notes)
-    _write_json(folder / "model.json", model.payloads())
+    payloads = model.payloads()
+    _write_json(folder / "model.json", payloads)
+    # The same model as a CASL program for SAS Studio users (deepLearn actions).
+    (folder / "model.sas").write_text(write_casl(payloads), encoding="utf-8")
     if model.has_weights:
         write_weights(model, folder / model.weights_file, progress=progress)
     _write_json(folder / "name_map.json", name_map(model))
