@@ -59,6 +59,30 @@ def child_irc(model_path: str, out: str) -> None:
         raise SystemExit(code)
 
 
+def child_tf2onnx(model_path: str, out: str) -> None:
+    """tf2onnx alone on the same Keras file (the route irc's Keras frontend takes)."""
+    from irc.frontends.keras.convert import OPSET
+    from irc.frontends.keras.loading import load
+    from irc.frontends.keras.runtime import tf_modules
+
+    src = load(model_path)
+    mods = tf_modules()
+    tf, tf2onnx = mods.tf, mods.tf2onnx
+    shape = (None,) + tuple(int(d) for d in src.model.inputs[0].shape[1:])
+    spec = (tf.TensorSpec(shape, tf.float32, name="input"),)
+    function = tf.function(lambda x: src.model(x, training=False), input_signature=spec)
+    tf2onnx.convert.from_function(function, input_signature=spec, opset=OPSET,
+                                  inputs_as_nchw=["input"], output_path=out)
+
+
+def child_keras_model(name: str, out: str) -> None:
+    """Build keras.applications.<name>(weights=None) and save it (no downloads)."""
+    from irc.frontends.keras.runtime import tf_modules
+
+    keras = tf_modules().keras
+    getattr(keras.applications, name)(weights=None).save(out)
+
+
 def run_child(step: str, *args: str) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", step, *args]
     start = time.perf_counter()
@@ -91,6 +115,16 @@ def bench_compile(name: str, model_path: Path, tmp: Path) -> str:
             f"{ours['rss_mb']:.0f} | {ours['rss_mb'] / rss_goal:.2f} of goal |")
 
 
+def bench_keras(name: str, tmp: Path) -> str:
+    path = tmp / f"{name}.keras"
+    run_child("keras_model", name, str(path))
+    alone = run_child("tf2onnx", str(path), str(tmp / f"{name}_tf2onnx.onnx"))
+    ours = run_child("irc", str(path), str(tmp / f"{name}_out"))
+    return (f"| {name} (Keras) | {alone['seconds']:.1f} | {ours['seconds']:.1f} | "
+            f"{ours['seconds'] / alone['seconds']:.2f}x (goal <= 1.1x) | {alone['rss_mb']:.0f} | "
+            f"{ours['rss_mb']:.0f} |")
+
+
 def bench_help() -> str:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "irc", "--help"], capture_output=True, check=True)
@@ -102,11 +136,15 @@ def main() -> None:
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--big", action="store_true", help="add a >2 GB external-data model")
     parser.add_argument("--skip-vgg", action="store_true", help="ResNet50 only (faster)")
+    parser.add_argument("--keras", nargs="*", metavar="APP",
+                        help="also Keras applications (default ResNet50 VGG16): irc vs tf2onnx "
+                             "alone; needs the keras extra and, for VGG16, ~20 GB")
     args = parser.parse_args()
     if args.child:
         step, *rest = args.child
         start = time.perf_counter()
-        {"floor": child_floor, "irc": child_irc}[step](*rest)
+        {"floor": child_floor, "irc": child_irc, "tf2onnx": child_tf2onnx,
+         "keras_model": child_keras_model}[step](*rest)
         print(json.dumps({"seconds": time.perf_counter() - start, "rss_mb": _peak_rss_mb()}))
         return
 
@@ -125,10 +163,18 @@ def main() -> None:
         if args.big:
             path = big_external(tmp)
             rows.append(bench_compile(">2 GB external data (ONNX)", path, tmp))
+        keras_rows = [bench_keras(name, tmp) for name in
+                      (args.keras or ["ResNet50", "VGG16"])] if args.keras is not None else []
     print("| model | weights (MB) | floor (s) | irc compile (s) | time ratio | floor RSS (MB) "
           "| irc RSS (MB) | RSS vs 1.5x weights + 300 MB |")
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+    if keras_rows:
+        print()
+        print("| model | tf2onnx alone (s) | irc compile (s) | time ratio | tf2onnx RSS (MB) "
+              "| irc RSS (MB) |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(keras_rows))
     print()
     executor = subprocess.run([sys.executable, str(HERE / "executor_vs_ort.py")],
                               capture_output=True, text=True, check=True)
