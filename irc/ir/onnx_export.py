@@ -11,6 +11,7 @@ from onnx import helper, numpy_helper
 
 from irc.ir.graph import Graph
 from irc.ir.ops import ACTIVATION_OPS
+from irc.ir.rnn_export import export_recurrent, is_batch_first_recurrent
 from irc.ir.tensors import BATCH, TensorType
 
 EXPORT_OPSET = 17
@@ -44,6 +45,9 @@ def to_onnx(graph: Graph, with_intermediates: bool = False) -> onnx.ModelProto:
         if value.is_const and graph.use_count(value.name):
             initializers.append(numpy_helper.from_array(np.asarray(value.const.numpy()), value.name))
     for node in graph.nodes():
+        if is_batch_first_recurrent(node):  # onnxruntime runs layout 0 only
+            nodes += export_recurrent(node, _onnx_attrs(node))
+            continue
         act = node.attrs.get("activation", "identity")
         outputs = list(node.outputs)
         if act != "identity":

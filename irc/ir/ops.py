@@ -48,6 +48,9 @@ def _schema(op_type, min_in, max_in, attrs=None, const=(), n_out=1, act=False):
 _POOL = {"kernel_shape": (list, None), "strides": (list, None), "pads": (list, None),
          "ceil_mode": (int, 0), "dilations": (list, None)}
 
+_RECURRENT = {"hidden_size": (int, None), "direction": (str, "forward"), "layout": (int, 0),
+              "activations": (list, None)}
+
 SCHEMAS: dict[str, OpSchema] = {s.op_type: s for s in [
     _schema("Conv", 2, 3, {"kernel_shape": (list, None), "strides": (list, None),
                            "pads": (list, None), "dilations": (list, None), "group": (int, 1)},
@@ -76,7 +79,19 @@ SCHEMAS: dict[str, OpSchema] = {s.op_type: s for s in [
     _schema("Pad", 2, 4, {"mode": (str, "constant")}, const=(1, 2, 3)),
     _schema("Squeeze", 1, 2, const=(1,)),
     _schema("Unsqueeze", 1, 2, const=(1,)),
+    # Recurrent ops (issue 6): ONNX semantics, always with layout=1 in the IR (batch first, so
+    # axis 0 stays the batch axis; onnx_export turns them back into layout 0 for onnxruntime):
+    # X (N, T, d) -> Y (N, T, dirs, n), Y_h (N, dirs, n) [, Y_c (N, dirs, n)].
+    # The IR form is narrower than ONNX: W, R and B are constants, B is always given, and there
+    # is no sequence_lens, initial state, peephole, clip or input_forget (the ONNX frontend
+    # drops what equals the default and refuses the rest). ``activations`` holds only the
+    # per-direction list ONNX allows; gates are always Sigmoid in the IR.
+    _schema("RNN", 4, 4, _RECURRENT, const=(1, 2, 3), n_out=2),
+    _schema("LSTM", 4, 4, _RECURRENT, const=(1, 2, 3), n_out=3),
+    _schema("GRU", 4, 4, {**_RECURRENT, "linear_before_reset": (int, 0)}, const=(1, 2, 3),
+            n_out=2),
 ]}
+RECURRENT_OPS = ("RNN", "LSTM", "GRU")
 
 
 def schema(op_type: str) -> OpSchema | None:

@@ -574,10 +574,10 @@ def test_softmax_outside_output_layer_is_refused(tmp_path):
         viya(tmp_path, layers, weights, randn(1, 3, 4, 5))
 
 
-def test_recurrent_layers_are_not_supported_yet(tmp_path):
+def test_recurrent_layer_reading_the_input_needs_its_kernel(tmp_path):
+    """d of the (1, 1, T·d) RNN input comes from the kernel rows (tests/recurrent has more)."""
     layers = [input_layer(1, 1, 12),
               layer("rnn", "recurrent", ["data"], n=4, rnntype="lstm", outputtype="encoding",
                     reversed=False, act="tanh")]
-    with pytest.raises(UnsupportedOp,
-                       match="recurrent layers are not supported by the executor yet"):
+    with pytest.raises(InvalidModel, match="rows of its kernel"):
         viya(tmp_path, layers, {}, randn(1, 1, 1, 12))

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from irc.backends.viya import lower_rnn
 from irc.backends.viya import padding as pad_rules
 from irc.backends.viya.channel_order import (CHANNEL_ORDERS, read_rgb_as_bgr,
                                              reverse_channel_constants)
@@ -30,6 +31,9 @@ class _Lowering:
         self.model = ViyaModel(name=name, layers=[])
         self.names = NameTable()
         self.layer_of: dict[str, str] = {}  # IR value -> Viya layer computing it
+        # IR value -> the Viya layers whose outputs, concatenated, are that value (a
+        # bidirectional recurrent op is two layers; consumers list both as srcLayers)
+        self.multi: dict[str, list[str]] = {}
         self.flattened: set[str] = set()  # IR values that are a Flatten of a layer's output
         self.problems: list[str] = []
         self.input_options = input_options or {}
@@ -47,7 +51,7 @@ class _Lowering:
             out_value: str | None, weights=None, name_hint: str | None = None) -> ViyaLayer:
         hint = name_hint or (node.name if node else kind)
         layer = ViyaLayer(self.names.claim(hint, kind), kind, options,
-                          [self.layer_of[s] for s in sources], weights or {},
+                          [name for s in sources for name in self.sources_of(s)], weights or {},
                           node.provenance.sources if node else (), (),
                           node.provenance.passes if node else ())
         if out_value is not None:
@@ -57,6 +61,15 @@ class _Lowering:
             self.layer_of[out_value] = layer.name
         self.model.layers.append(layer)
         return layer
+
+    def sources_of(self, value: str) -> list[str]:
+        return self.multi.get(value, [self.layer_of[value]])
+
+    def alias(self, dst: str, src: str) -> None:
+        """``dst`` is computed by the same layer(s) as ``src``."""
+        self.layer_of[dst] = self.layer_of[src]
+        if src in self.multi:
+            self.multi[dst] = self.multi[src]
 
     def const_weight(self, value: str, transform=None) -> LazyWeight:
         handle = self.graph.value(value).const
@@ -73,6 +86,9 @@ class _Lowering:
     # ---- layers ---------------------------------------------------------------------------
     def lower_input(self, value: str) -> None:
         shape = self.graph.value(value).type.shape[1:]
+        if len(shape) == 2:  # (T, d): a sequence model's input
+            lower_rnn.lower_sequence_input(self, value, shape)
+            return
         if len(shape) == 3:
             c, h, w = shape
         elif len(shape) == 1:
@@ -218,7 +234,7 @@ class _Lowering:
             self.problem(node, f"the flattened tensor is read by {bad[0].op_type} "
                                f"({bad[0].name}); Viya flattens only into fc/output layers")
             return
-        self.layer_of[out] = self.layer_of[x]
+        self.alias(out, x)
         self.flattened.add(out)
 
     def lower_softmax_output(self, node: Node) -> None:
@@ -278,6 +294,8 @@ def lower(graph: Graph, name: str | None = None, input_options: dict | None = No
     merged_gemms = _softmax_output_gemms(graph)
     merged_values = {graph.node(n).outputs[0] for n in merged_gemms}
     for node in graph.nodes():
+        if lower_rnn.lower_node(low, node):
+            continue  # recurrent ops and what reads their sequences (issue 6)
         if any(i and not graph.is_const(i) and i not in low.layer_of and i not in merged_values
                for i in node.inputs):
             if not low.problems:
@@ -302,7 +320,7 @@ def lower(graph: Graph, name: str | None = None, input_options: dict | None = No
         elif op == "Flatten":
             low.lower_flatten(node)
         elif op in ("Identity", "Dropout"):
-            low.layer_of[node.outputs[0]] = low.layer_of[node.inputs[0]]  # computes nothing
+            low.alias(node.outputs[0], node.inputs[0])  # computes nothing
         elif op == "Reshape":
             low.lower_reshape(node)
         elif op == "Softmax":
@@ -314,6 +332,7 @@ def lower(graph: Graph, name: str | None = None, input_options: dict | None = No
         else:
             low.problem(node, f"no Viya layer computes {op} here (it should have been folded "
                               "into a neighbouring layer by a pass)")
+    lower_rnn.finish(low, graph)
     _add_output_layers(low, graph)
     order = (input_options or {}).get("channel_order", "bgr")
     if order not in CHANNEL_ORDERS:
@@ -336,14 +355,17 @@ def _add_output_layers(low: _Lowering, graph: Graph) -> None:
         layer_name = low.layer_of.get(out)
         if layer_name is None:
             continue
+        if out in low.model.outputs:
+            continue  # a sequence output, placed by lower_rnn.finish
         layer = low.model.layer(layer_name)
-        if layer.kind == "output":
+        if layer.kind == "output" and out not in low.multi:
             low.model.outputs[out] = layer.name
             continue
-        n = math.prod(layer.out_shape)
+        sources = low.sources_of(out)
+        n = sum(math.prod(low.model.layer(s).out_shape) for s in sources)
         new = ViyaLayer(low.names.claim(f"{layer.name}_output", "output"), "output",
                         {"n": n, "act": "identity", "includebias": False, "fullconnect": False,
-                         "error": "auto"}, [layer.name], {}, layer.source_nodes, (n,),
+                         "error": "auto"}, sources, {}, layer.source_nodes, (n,),
                         tensor=layer.tensor)
         low.model.layers.append(new)
         low.model.outputs[out] = new.name

@@ -21,6 +21,7 @@ WEIGHT_ORDER = {
     "fc": ("kernel", "bias"),
     "output": ("kernel", "bias"),
     "batchnorm": ("gamma", "beta", "moving_mean", "moving_variance"),
+    "recurrent": ("kernel", "recurrent_kernel", "bias"),  # Keras layout, §5.5
 }
 
 
@@ -44,7 +45,7 @@ class ViyaLayer:
     sources: list[str] = field(default_factory=list)
     weights: dict[str, LazyWeight] = field(default_factory=dict)
     source_nodes: tuple[str, ...] = ()  # provenance: source graph nodes
-    out_shape: tuple[int, ...] = ()  # (C, H, W) or (n,)
+    out_shape: tuple[int, ...] = ()  # (C, H, W), (n,), or (T, n) per time step
     passes: tuple[str, ...] = ()  # provenance: passes that created or rewrote it
     tensor: str = ""  # the source-graph tensor this layer's output equals (for `irc diff`)
 

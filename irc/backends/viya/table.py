@@ -22,6 +22,7 @@ LAYER_TYPE = {  # kind -> (label, code, key prefix)
     "batchnorm": ("Batch Normalization Layer", 8, "bnopts"),
     "concat": ("Concat (i.e., concatenation) Layer", 10, "concatopts"),
     "reshape": ("", 14, "reshapeopts"),
+    "recurrent": ("Recurrent Layer", 6, "rnnopts"),
 }
 ACT = {"identity": ("Identity", 1), "softmax": ("Softmax", 7), "relu": ("Rectifier", 8),
        "leaky": ("Leaky Activation function", 12)}
@@ -90,6 +91,12 @@ def _layer_rows(layer, layer_id) -> list[tuple]:
                                   hint="use the buildModel/addLayer payloads in model.json")
     label, code, _ = LAYER_TYPE[layer.kind]
     r = _Rows(layer, layer_id)
+    if layer.kind == "recurrent":
+        # Known: layertype 6, rnntype LSTM = 1, rnnoutputtype same-length = 1 (§4.5). Not known
+        # (§4.6): rnnopts.peephole for imported weights (which have no peepholes), the codes of
+        # RNN/GRU, of the encoding output type and of the tanh/sigmoid activations.
+        r.fail("rnnopts.peephole has no verified value for imported recurrent weights "
+               "(viya-target.md §4.6)")
     r.rows.append((layer.name, "layertype", label, float(code), layer_id))
     o = layer.options
     if layer.kind == "input":

@@ -14,6 +14,7 @@ import onnx
 
 from irc.errors import UnsupportedAttribute, UnsupportedOp
 from irc.frontends.keras import layers as keras_layers
+from irc.frontends.keras import recurrent, recurrent_emit
 from irc.frontends.keras.layers import model_tensors
 from irc.frontends.keras.loading import KerasSource, load
 from irc.frontends.keras.onnx_cleanup import clean
@@ -74,6 +75,8 @@ def _input_dims(model, input_shape, label: str) -> tuple[int, ...]:
 def to_onnx(src: KerasSource, input_shape=None, allow_lambda: bool = False) -> onnx.ModelProto:
     """Scan, convert with tf2onnx and clean up (see the module docstring)."""
     model = src.model
+    if recurrent.has_recurrent(model):  # tf2onnx makes Loops of GRU/SimpleRNN: emit directly
+        return recurrent_emit.to_onnx(src, input_shape)
     keras_layers.scan(model, allow_lambda, src.label, src.flavor)
     dims = _input_dims(model, input_shape, src.label)
     names = output_names(model)
@@ -136,6 +139,8 @@ def run(source, x_nchw, allow_lambda: bool = False) -> dict[str, np.ndarray]:
     graph (and Viya) computes them.
     """
     src = source if isinstance(source, KerasSource) else load(source, allow_lambda)
+    if isinstance(src.model, recurrent.SequenceModel):  # a Keras 2 CuDNN file: its equivalent
+        src = KerasSource(recurrent.keras_equivalent(src.model), "keras3", src.label)
     x = np.asarray(x_nchw, np.float32)
     if x.ndim == 4:
         x = x.transpose(0, 2, 3, 1)

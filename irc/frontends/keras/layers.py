@@ -361,7 +361,8 @@ def scan(model, allow_lambda: bool, label: str, flavor: str = "keras3") -> None:
         recurrent = sorted(c for c in missing if c in RECURRENT)
         hint = "irc converts these Keras layers: " + ", ".join(KERAS_LAYERS.op_types()) + "."
         if recurrent:
-            hint += f"\nrecurrent layers ({', '.join(recurrent)}): see issue 6 (not supported yet)."
+            hint += (f"\nrecurrent layers ({', '.join(recurrent)}): irc converts SimpleRNN, LSTM, "
+                     "GRU (and Bidirectional of them) in sequence models, not these.")
         lines.append(format_unsupported("Keras", missing, hint))
     if ctx.problems:
         lines.append(f"{len(ctx.problems)} layer configuration(s) Viya cannot compute:")

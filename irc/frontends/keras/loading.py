@@ -27,7 +27,7 @@ OPT_IN_HINT = ("only for models you trust: `irc compile --allow-lambda` (allow_l
 @dataclass
 class KerasSource:
     model: object  # a keras.Model or tf_keras Model
-    flavor: str  # "keras3" or "tf_keras"
+    flavor: str  # "keras3", "tf_keras" or "keras2_h5" (a CuDNN file read with h5py)
     label: str  # the path, or "<keras.Model NAME>"
 
 
@@ -86,6 +86,10 @@ def _load_h5(path: Path, label: str, allow_lambda: bool) -> KerasSource:
     except ValueError as exc:
         raise InvalidModel(f"the model_config attribute is not JSON ({exc})", file=label) from None
     _guard_config(config, label, allow_lambda)
+    from irc.frontends.keras import recurrent
+
+    if recurrent.needs_h5_reader(config):  # CuDNNLSTM/CuDNNGRU: no current Keras has them
+        return KerasSource(recurrent.read_h5(path, label), "keras2_h5", label)
     mods = tf_modules()
     use_tf_keras = not version.startswith("3") and mods.tf_keras is not None
     try:

@@ -10,6 +10,7 @@ import math
 import numpy as np
 from onnx import numpy_helper
 
+from irc.frontends.onnx.handlers_rnn import reads_sequence
 from irc.frontends.onnx.importer import ONNX_OPS as reg
 
 # ---- convolution and pooling geometry -------------------------------------------------------
@@ -121,8 +122,10 @@ def matmul(imp, node, attrs):
     if imp.is_const(node.input[0]) and b is not None:
         imp.emit("MatMul", node)
         return
-    if b is None or b.ndim != 2 or a_type is None or a_type.rank != 2:
-        imp.problem("MatMul is supported only as (N, in) x constant (in, out)")
+    per_step = a_type is not None and a_type.rank == 3 and reads_sequence(imp, node.input[0])
+    if b is None or b.ndim != 2 or a_type is None or (a_type.rank != 2 and not per_step):
+        imp.problem("MatMul is supported only as (N, in) x constant (in, out), or per time step "
+                    "on a recurrent layer's (N, T, in) output")
         return
     imp.emit("MatMul", node)
 
@@ -273,6 +276,10 @@ def softmax(imp, node, attrs):
     x_type = imp.type_of(node.input[0])
     default_axis = 1 if imp.opset < 13 else -1
     axis = int(attrs.get("axis", default_axis))
+    if x_type is not None and x_type.rank == 3 and axis in (2, -1) \
+            and reads_sequence(imp, node.input[0]):
+        imp.emit("Softmax", node, attrs={"axis": -1})  # per time step of a sequence
+        return
     if x_type is None or x_type.rank != 2 or axis not in (1, -1):
         imp.problem("Softmax is supported over the last axis of an (N, n) tensor only; "
                     "put a Flatten before it")

@@ -186,8 +186,10 @@ def _graph_name(model: onnx.ModelProto, label: str) -> str:
 def import_onnx(source, input_shapes=None, label: str | None = None) -> Graph:
     """An ONNX file path or ModelProto as an IR graph (weights by reference)."""
     # Importing the handler module fills the registry.
-    from irc.frontends.onnx import handlers  # noqa: F401
+    from irc.frontends.onnx import handlers, handlers_rnn  # noqa: F401
+    from irc.frontends.onnx.rnn_layout import batch_first_recurrent
 
     label = label or (str(source) if not isinstance(source, onnx.ModelProto) else "<ModelProto>")
     model, base_dir = loader.load_model(source, label)
+    model = batch_first_recurrent(model, input_shapes, label)  # time-major RNN ops (issue 6)
     return OnnxImporter(model, label, base_dir, input_shapes).run()

@@ -247,6 +247,10 @@ def output_shape(layer, src_shapes: list, options) -> tuple:
 
     if kind in UNSUPPORTED_KINDS:
         raise UnsupportedOp(UNSUPPORTED_KINDS[kind], node=name)
+    if kind == "recurrent" or any(len(s) == 2 for s in src_shapes):
+        from . import rnn   # sequences: (T, n) per example (viya-semantics.md §13)
+
+        return rnn.output_shape(layer, src_shapes)
     if kind == "input":
         return (opts["nchannels"], opts["height"], opts["width"])
     if kind not in SHAPE_KINDS:
@@ -317,7 +321,6 @@ def spatial_geometry(opts: dict, h: int, w: int, pool: bool, options) -> tuple:
 SHAPE_KINDS = ("convo", "groupconvo", "pool", "fc", "output", "batchnorm", "residual", "concat",
                "reshape")
 UNSUPPORTED_KINDS = {
-    "recurrent": "recurrent layers are not supported by the executor yet",
     "transconvo": "transconvo layers are not supported by the executor yet (their weight "
                   "layout is an open point, viya-semantics.md §14)",
 }
@@ -343,6 +346,12 @@ def expected_weight_shapes(model, options: ExecutorOptions | None = None) -> dic
     expected = {}
     for layer in model.layers:
         opts, src = layer.options, [shapes[s] for s in layer.src_layers]
+        if layer.type == "recurrent" or any(len(s) == 2 for s in src):
+            from . import rnn
+
+            if layer.type == "recurrent" or layer.type == "fc" or opts["fullconnect"]:
+                expected[layer.name] = rnn.weight_shapes(layer, src, options)
+            continue
         if layer.type in ("convo", "groupconvo"):
             params = {"kernel": (opts["nfilters"], src[0][0] // opts["ngroups"],
                                  opts["height"], opts["width"])}

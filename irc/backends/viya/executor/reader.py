@@ -18,6 +18,7 @@ import numpy as np
 
 from irc.errors import InvalidModel, UnsupportedAttribute
 
+from . import rnn
 from .kernels import expected_weight_shapes
 from .options import ACTIVATION_ALIASES, ACTIVATIONS, ExecutorOptions
 
@@ -177,6 +178,8 @@ def _normalize(name: str, kind: str, raw: dict, file, *, per_axis_padding: bool)
         opts.update(n=num("n"), include_bias=flag("includebias", True))
         if kind == "output":
             opts["fullconnect"] = flag("fullconnect", True)
+    elif kind == "recurrent":
+        opts.update(rnn.normalize_options(raw, num, flag, name, file))
     elif kind == "reshape":
         opts.update(depth=num("depth"), height=num("height"), width=num("width"),
                     order=str(raw.get("order", "auto")).lower())
@@ -216,6 +219,7 @@ def _table_to_payload(kind: str, rows: dict, lists: dict, node, file) -> dict:
         low = (label or "").lower()
         raw["pool"] = ("mean" if "average" in low or "mean" in low else "max" if "max" in low
                        else "min" if "min" in low else "max" if code == 1 else f"code {code}")
+    rnn.table_options(rows, raw)
     if "reshapeorder" in raw:
         raw["order"] = "auto" if raw["reshapeorder"] == 0 else f"code {raw['reshapeorder']:g}"
     return raw
@@ -343,13 +347,14 @@ def read_weights(model: ViyaModelFiles, weights_path, options: ExecutorOptions |
     import h5py   # only needed here; keeps the kernels importable without it
 
     path = Path(weights_path)
-    expected = expected_weight_shapes(model, options)
     problems = []   # (layer, message)
     try:
         handle = h5py.File(path, "r")
     except OSError as err:
         raise _fail(f"cannot open the weights file: {err}", file=path) from None
     with handle:
+        rnn.peek_input_dims(model, handle)   # recurrent d and GRU bias form come from the file
+        expected = expected_weight_shapes(model, options)
         if "layer_names" not in handle.attrs:
             raise _fail("the root attribute 'layer_names' is missing", file=path)
         listed = [_text(n) for n in handle.attrs["layer_names"]]

@@ -5,7 +5,7 @@ import numpy as np
 
 from irc.errors import InvalidModel, IrcError, UnsupportedOp
 
-from . import kernels
+from . import kernels, rnn
 from .kernels import expected_weight_shapes, infer_shapes
 from .options import ExecutorOptions
 from .reader import ViyaModelFiles, load_viya_model
@@ -24,6 +24,8 @@ def execute(model: ViyaModelFiles, x, options: ExecutorOptions | None = None,
     """
     options = options or ExecutorOptions()
     x = np.asarray(x)
+    if x.ndim == 3:   # (N, T, d) sequences: the RNN input layer reads them as 1 x 1 x T·d
+        x = x.reshape(x.shape[0], 1, 1, -1)
     if x.ndim != 4:
         raise ValueError(f"the input must be a (N, C, H, W) batch, got shape {x.shape}")
     x = x.astype(F32, copy=False)
@@ -78,6 +80,11 @@ def _check_loaded_weights(model: ViyaModelFiles, options: ExecutorOptions):
 def _run_layer(layer, sources, options: ExecutorOptions) -> np.ndarray:
     opts, w = layer.options, layer.weights
     kind = layer.type
+    if rnn.handles(layer, sources):   # recurrent, or fc/output per time step (§13)
+        y = rnn.run_layer(layer, sources, options, _activate)
+        if options.dropout_scoring == "scale_keep" and kind in DROPOUT_KINDS and opts["dropout"]:
+            y = y * F32(1.0 - opts["dropout"])
+        return y
     if kind == "input":
         y = _input(layer, sources)
     elif kind in ("convo", "groupconvo"):
@@ -157,6 +164,9 @@ def _activate(layer, y: np.ndarray, options: ExecutorOptions) -> np.ndarray:
             else options.auto_act_transconvo
     if act == "softmax" and layer.type != "output":
         raise InvalidModel("softmax is only valid on an output layer", node=layer.name)
+    if act == "softmax" and y.ndim == 3:   # per time step of a sequence (N, T, n)
+        e = np.exp(y - y.max(axis=2, keepdims=True))
+        return (e / e.sum(axis=2, keepdims=True)).astype(F32, copy=False)
     # every kernel result is a fresh array except reshape's view of its source
     return kernels.activate(y, act, elu_alpha=options.elu_alpha,
                             inplace=layer.type != "reshape")

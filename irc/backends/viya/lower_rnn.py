@@ -1,0 +1,327 @@
+"""Lowering of sequence models: the IR's batch-first RNN/LSTM/GRU and what reads their outputs.
+
+Called from :mod:`lower` through :func:`lower_node` (before the generic per-op dispatch) and
+:func:`finish` (before the output layers are added). The rules (viya-target.md §3.2, §5.5;
+viya-semantics.md §13):
+
+- the sequence input (N, T, d) becomes an input layer with ``nchannels 1, height 1,
+  width T·d`` (DLPy's Keras importer); the values are read time-major, t·d + j;
+- each direction of an op is one ``recurrent`` layer (bidirectional: ``forward_<name>`` and
+  ``backward_<name>`` on the same sources, listed in that order by every consumer); ``Y`` read
+  gives ``outputtype samelength``, ``Y_h`` read gives ``encoding``;
+- weights go to the Keras layout and gate order: ONNX LSTM i,o,f,c becomes i,f,c,o, ONNX
+  W (G·n, d) becomes the kernel (d, G·n), B = Wb‖Rb becomes Wb + Rb, except for a GRU with
+  ``linear_before_reset=1`` whose bias stays (2, 3n) = [Wb; Rb] (reset-after);
+- a MatMul (+ bias Add, + activation, + Softmax at the end) on a same-length sequence is an fc
+  or output layer applied per time step (the acoustic model: 609 = 29 × (20 + 1) weights).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from irc.backends.viya.model import LazyWeight, ViyaLayer
+from irc.ir.ops import ACTIVATION_OPS, RECURRENT_OPS
+from irc.ir.tensors import BATCH
+
+RNN_TYPE = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
+GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+CELL_ACT = {"Tanh": "tanh", "Relu": "relu", "Sigmoid": "sigmoid"}
+DEFAULT_CELL = {"RNN": "Tanh", "LSTM": "Tanh", "GRU": "Tanh"}
+LSTM_ONNX_TO_KERAS = [0, 2, 3, 1]  # ONNX blocks i,o,f,c -> Keras i,f,c,o
+RESHAPES = ("Reshape", "Squeeze", "Flatten", "Identity", "Dropout")
+NOTES = {
+    "gates": "recurrent layers: gates use the logistic sigmoid and start from h0 = c0 = 0 "
+             "(viya-semantics §13 open points rnn_gate_act=logistic, initial state zeros)",
+    "reversed": "a reversed same-length recurrent layer is taken to return its outputs in input "
+                "time order (open point rnn_reversed_output=input_order)",
+    "gru": "GRU variant: the bias shape tells the server reset-after (2, 3n) or reset-before "
+           "(3n) (open point gru_reset_after=infer)",
+    "input": "sequence input: nchannels 1, height 1, width T·d, values time-major (t·d + j), "
+             "as DLPy's Keras importer",
+}
+
+
+@dataclass
+class Seq:
+    """A per-time-step value: the Viya layers computing it (concatenated per step)."""
+
+    layers: list[str]
+    steps: int
+    width: int
+
+
+def _state(low):
+    if not hasattr(low, "rnn_seq"):
+        low.rnn_seq, low.rnn_claimed, low.rnn_states = {}, set(), set()
+    return low
+
+
+def _note(low, key: str) -> None:
+    if NOTES[key] not in low.model.notes:
+        low.model.notes.append(NOTES[key])
+
+
+def lower_sequence_input(low, value: str, shape) -> None:
+    """The (T, d) graph input as Viya's RNN input layer (viya-target.md §3.2)."""
+    _state(low)
+    steps, features = shape
+    opts = low.input_options
+    offsets = [float(v) for v in opts.get("offsets", [0.0])]
+    stds = [float(v) for v in opts.get("normstds", [1.0])]
+    if len(offsets) != 1 or len(stds) != 1 or opts.get("channel_order") == "rgb":
+        low.problems.append(f"input {value!r} is a sequence (one Viya channel): give one offset "
+                            "and one normstd, and no channel order")
+        return
+    options = {"nchannels": 1, "width": steps * features, "height": 1,
+               "scale": float(opts.get("scale", 1.0)), "offsets": offsets,
+               "randomflip": "none", "randomcrop": "none", "randommutation": "none"}
+    if stds[0] != 1.0:
+        options["normstds"] = stds
+    layer = ViyaLayer(low.names.claim(value, "data"), "input", options, [], {}, (value,),
+                      (1, 1, steps * features), tensor=value)
+    low.layer_of[value] = layer.name
+    low.model.layers.append(layer)
+    low.model.inputs[value] = layer.name
+    low.model.input_info.setdefault("sources", {})[value] = {"layer": layer.name,
+                                                             "shape": [steps, features]}
+    low.model.input_info["sequence"] = {"steps": steps, "features": features,
+                                        "order": "time-major: value t*d + j"}
+    low.rnn_seq[value] = Seq([layer.name], steps, features)
+    _note(low, "input")
+
+
+def lower_node(low, node) -> bool:
+    """Lower ``node`` if it is recurrent or reads a sequence; False: not this module's."""
+    _state(low)
+    if node.name in low.rnn_claimed:
+        return True
+    seq_inputs = [i for i in node.inputs if i in low.rnn_seq]
+    if node.op_type in RECURRENT_OPS:
+        _recurrent(low, node)
+    elif node.op_type in RESHAPES and node.inputs[0] in low.rnn_states:
+        _state_vector(low, node)
+    elif not seq_inputs:
+        return False
+    elif node.op_type in RESHAPES:
+        _reshape(low, node)
+    elif node.op_type == "MatMul" and node.inputs[0] in low.rnn_seq:
+        _per_step_dense(low, node)
+    elif node.op_type == "Softmax":
+        _softmax_output(low, node)
+    else:
+        low.problem(node, f"{node.op_type} on a per-time-step sequence: after a same-length "
+                          "recurrent layer Viya has only recurrent, fc and output layers, "
+                          "applied per time step")
+    return True
+
+
+# ---- recurrent ops -----------------------------------------------------------------------------
+
+
+def _weights(low, node, direction: int) -> dict:
+    op, n = node.op_type, node.attrs["hidden_size"]
+    g = GATES[op]
+    w_name, r_name, b_name = node.inputs[1], node.inputs[2], node.inputs[3]
+    graph = low.graph
+
+    def kernel(name):
+        def compute():
+            m = np.asarray(graph.const(name)[direction], np.float32)  # (G·n, in)
+            if op == "LSTM":
+                m = m.reshape(4, n, -1)[LSTM_ONNX_TO_KERAS].reshape(4 * n, -1)
+            return np.ascontiguousarray(m.T)
+        rows = graph.value(name).type.shape[2]
+        return LazyWeight((rows, g * n), compute)
+
+    reset_after = op == "GRU" and node.attrs.get("linear_before_reset", 0) == 1
+
+    def bias():
+        b = np.asarray(graph.const(b_name)[direction], np.float64)
+        wb, rb = b[:g * n], b[g * n:]
+        if reset_after:
+            return np.stack([wb, rb])
+        total = wb + rb
+        if op == "LSTM":
+            total = total.reshape(4, n)[LSTM_ONNX_TO_KERAS].reshape(-1)
+        return total
+    shape = (2, 3 * n) if reset_after else (g * n,)
+    return {"kernel": kernel(w_name), "recurrent_kernel": kernel(r_name),
+            "bias": LazyWeight(shape, bias)}
+
+
+def _cell_act(node) -> str:
+    acts = node.attrs.get("activations")
+    cell = acts[-1] if acts else DEFAULT_CELL[node.op_type]
+    return CELL_ACT[cell]
+
+
+def _recurrent(low, node) -> None:
+    x = node.inputs[0]
+    src = low.rnn_seq.get(x)
+    if src is None:
+        low.problem(node, "the recurrent input is not the model's sequence input or a "
+                          "same-length sequence")
+        return
+    graph = low.graph
+    used = [bool(o) and graph.use_count(o) > 0 for o in node.outputs]
+    if len(used) > 2 and used[2]:
+        low.problem(node, "the LSTM cell state Y_c is read; a Viya recurrent layer outputs only "
+                          "its hidden state")
+        return
+    if used[0] and used[1]:
+        low.problem(node, "both the sequence Y and the final state Y_h are read; a Viya "
+                          "recurrent layer has one output type (samelength or encoding)")
+        return
+    if not (used[0] or used[1]):
+        return
+    samelength = used[0]
+    n, direction = node.attrs["hidden_size"], node.attrs.get("direction", "forward")
+    plan = {"forward": [("", False)], "reverse": [("", True)],
+            "bidirectional": [("forward_", False), ("backward_", True)]}[direction]
+    layers = []
+    for k, (prefix, reverse) in enumerate(plan):
+        options = {"n": n, "rnntype": RNN_TYPE[node.op_type],
+                   "outputtype": "samelength" if samelength else "encoding",
+                   "reversed": reverse, "act": _cell_act(node)}
+        layer = ViyaLayer(low.names.claim(prefix + node.name, "recurrent"), "recurrent", options,
+                          list(src.layers), _weights(low, node, k), node.provenance.sources,
+                          (src.steps, n) if samelength else (n,), node.provenance.passes,
+                          tensor=node.outputs[0 if samelength else 1])
+        low.model.layers.append(layer)
+        layers.append(layer.name)
+        if reverse and samelength:
+            _note(low, "reversed")
+    low.model.model_type = "RNN"
+    _note(low, "gates")
+    if node.op_type == "GRU":
+        _note(low, "gru")
+    out = node.outputs[0] if samelength else node.outputs[1]
+    if not samelength:
+        low.rnn_states.add(out)
+    low.layer_of[out] = layers[0]
+    if len(layers) > 1:
+        low.multi[out] = layers
+    if samelength:
+        low.rnn_seq[out] = Seq(layers, src.steps, n * len(layers))
+
+
+# ---- what reads a sequence ---------------------------------------------------------------------
+
+
+def _reshape(low, node) -> None:
+    """(N, T, dirs, n) -> (N, T, dirs·n), or any no-op: the same layers, concatenated per step."""
+    x, out = node.inputs[0], node.outputs[0]
+    seq = low.rnn_seq[x]
+    shape = low.graph.value(out).type.shape
+    if shape != (BATCH, seq.steps, seq.width):
+        low.problem(node, f"{node.op_type} of a per-time-step sequence to {shape[1:]}: Viya "
+                          f"keeps it as {seq.steps} steps of {seq.width} values (fc and output "
+                          "layers after a same-length recurrent layer work per time step)")
+        return
+    low.rnn_seq[out] = seq
+    low.layer_of[out] = low.layer_of[x]
+    if x in low.multi:
+        low.multi[out] = low.multi[x]
+
+
+def _state_vector(low, node) -> None:
+    """Y_h (N, dirs, n) -> (N, dirs·n): already what the encoding layer(s) give, a vector."""
+    x, out = node.inputs[0], node.outputs[0]
+    width = low.graph.value(x).type.numel_per_example()
+    if low.graph.value(out).type.shape != (BATCH, width):
+        low.problem(node, f"the final recurrent state is reshaped to "
+                          f"{low.graph.value(out).type.shape[1:]}; Viya gives it as a vector")
+        return
+    low.alias(out, x)
+
+
+def _sole(graph, value, op_types):
+    if graph.use_count(value) != 1 or value in graph.outputs:
+        return None
+    (consumer,) = graph.consumers(value)
+    return consumer if consumer.op_type in op_types else None
+
+
+def _per_step_dense(low, node) -> None:
+    graph = low.graph
+    x, w = node.inputs
+    seq = low.rnn_seq[x]
+    if not graph.is_const(w) or graph.value(w).type.shape[0] != seq.width:
+        low.problem(node, f"MatMul per time step needs a constant ({seq.width}, out) weight")
+        return
+    m = graph.value(w).type.shape[1]
+    claimed, cur, bias, act = [], node.outputs[0], None, "identity"
+    add = _sole(graph, cur, ("Add",))
+    if add is not None:
+        other = add.inputs[1] if add.inputs[0] == cur else add.inputs[0]
+        if graph.is_const(other) and graph.const(other).size in (1, m) \
+                and graph.const(other).ndim <= 3:
+            bias, cur = other, add.outputs[0]
+            claimed.append(add)
+    step_act = _sole(graph, cur, tuple(ACTIVATION_OPS))
+    if step_act is not None:
+        name = ACTIVATION_OPS[step_act.op_type]
+        alpha = step_act.attrs.get("alpha")
+        if (name == "leaky" and not np.isclose(alpha, 0.1)) or (name == "elu" and alpha != 1.0):
+            step_act = None
+        else:
+            act, cur = name, step_act.outputs[0]
+            claimed.append(step_act)
+    softmax = _sole(graph, cur, ("Softmax",)) if act == "identity" else None
+    if softmax is not None and softmax.outputs[0] in graph.outputs \
+            and graph.use_count(softmax.outputs[0]) == 1:
+        act, cur = "softmax", softmax.outputs[0]
+        claimed.append(softmax)
+    as_output = cur in graph.outputs and graph.use_count(cur) == 1
+    options = {"n": m, "act": act, "includebias": bias is not None}
+    if as_output:
+        options.update(fullconnect=True, error="auto")
+    weights = {"kernel": LazyWeight((m, seq.width),
+                                    lambda: np.ascontiguousarray(graph.const(w).T))}
+    if bias is not None:
+        weights["bias"] = LazyWeight((m,), lambda: np.broadcast_to(
+            np.asarray(graph.const(bias), np.float32).reshape(-1), (m,)).copy())
+    provenance = node.provenance
+    for c in claimed:
+        provenance = provenance.merged(c.provenance, None)
+    layer = ViyaLayer(low.names.claim(node.name, "fc"), "output" if as_output else "fc",
+                      options, list(seq.layers), weights, provenance.sources, (seq.steps, m),
+                      provenance.passes, tensor=cur)
+    low.model.layers.append(layer)
+    low.rnn_claimed.update(c.name for c in claimed)
+    low.layer_of[cur] = layer.name
+    low.rnn_seq[cur] = Seq([layer.name], seq.steps, m)
+    if as_output:
+        low.model.outputs[cur] = layer.name
+
+
+def _softmax_output(low, node) -> None:
+    x, out = node.inputs[0], node.outputs[0]
+    seq = low.rnn_seq[x]
+    if out not in low.graph.outputs:
+        low.problem(node, "Softmax in the middle of the graph; Viya applies softmax only in the "
+                          "output layer")
+        return
+    _output_layer(low, out, seq, "softmax", node.provenance.sources)
+
+
+def _output_layer(low, out: str, seq: Seq, act: str, sources=()) -> None:
+    layer = ViyaLayer(low.names.claim(f"{low.layer_of.get(out, seq.layers[0])}_output", "output"),
+                      "output", {"n": seq.width, "act": act, "includebias": False,
+                                 "fullconnect": False, "error": "auto"},
+                      list(seq.layers), {}, tuple(sources), (seq.steps, seq.width), tensor=out)
+    low.model.layers.append(layer)
+    low.layer_of[out] = layer.name
+    low.model.outputs[out] = layer.name
+
+
+def finish(low, graph) -> None:
+    """Output layers for sequence graph outputs (per time step, no weights)."""
+    _state(low)
+    for out in graph.outputs:
+        seq = low.rnn_seq.get(out)
+        if seq is None or out in low.model.outputs or out in graph.inputs:
+            continue
+        _output_layer(low, out, seq, "identity")
