@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from irc.frontends.source import Source, open_source, to_onnx
 from irc.ir.graph import Graph

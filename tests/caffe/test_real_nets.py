@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from irc.errors import UnsupportedOp, ViyaCannotExpress
+from irc.errors import UnsupportedOp
 from irc.frontends.caffe import caffe_to_onnx, import_caffe
 from tests.caffe.conftest import assert_close, calibrate_batchnorm, compile_caffe, corpus, \
     opencv, random_caffemodel, run_viya_files, without_final_softmax

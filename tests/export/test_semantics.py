@@ -82,7 +82,7 @@ def write_model(folder, layers=LAYERS):
 def test_every_layer_equals_the_executor(tmp_path, options):
     path = write_model(tmp_path)
     model = read_viya(path, generate_weights=True, options={**options, "seed": 5})
-    h5 = write_weights_h5(model, tmp_path / "t_weights.kerasmodel.h5")
+    write_weights_h5(model, tmp_path / "t_weights.kerasmodel.h5")
     proto = to_onnx(to_graph(model, ExportOptions.make(options)), with_intermediates=True)
     x = np.random.default_rng(1).uniform(0, 255, (3, 3, 12, 12)).astype(np.float32)
     got = run_onnxruntime(proto, {"data": x})

@@ -2,7 +2,7 @@
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from irc.errors import InvalidModel, UnsupportedAttribute, UnsupportedOp
 from irc.frontends.onnx import import_onnx

@@ -1,0 +1,103 @@
+"""The core commands: compile, verify, passes, ops."""
+from __future__ import annotations
+
+from irc.cli.options import (_executor_options, _frontend_options, _input_options,
+                             _input_shapes, _instruments, _report_instruments)
+
+
+def cmd_compile(args) -> int:
+    from irc.api import compile as compile_model
+    from irc.progress import Progress
+
+    from irc.passes.registry import PassContext
+
+    progress = Progress(args.quiet)
+    progress.step(f"reading {args.model}")
+    instruments = _instruments(args)
+    ctx = PassContext()
+    try:
+        model = compile_model(args.model, name=args.name,
+                              input_shape=_input_shapes(args.input_shape),
+                              input_options=_input_options(args), instruments=instruments,
+                              pass_context=ctx, **_frontend_options(args))
+    finally:
+        _report_instruments(args, instruments, ctx)
+    result_box = []
+
+    def check(folder):
+        if args.no_verify or not model.has_weights:
+            return
+        from irc.errors import VerificationFailed
+        from irc.verify import verify
+
+        progress.step("verifying: source runtime vs reference executor")
+        result = verify(args.model, folder, rtol=args.rtol, atol=args.atol,
+                        **_frontend_options(args))
+        result_box.append(result)
+        if not result.ok:
+            raise VerificationFailed(
+                "the emitted model does not match the source:\n" + result.table(),
+                file=args.model, hint="nothing was written; `irc compile --no-verify` keeps the "
+                                      "files for `irc verify` / inspection")
+
+    tick = progress.counter("writing weights", len(model.weighted_layers()))
+    out = model.save(args.output, force=args.force, progress=tick, check=check)
+    progress.done()
+    if not args.quiet:
+        print(f"wrote {out}/ ({len(model.layers)} layers, {model.weight_bytes() / 1e6:.1f} MB of "
+              "weights)")
+        for note in model.notes:
+            print(f"note: {note}")
+        if result_box:
+            print(result_box[0].table())
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from irc.verify import load_inputs, verify
+
+    inputs = load_inputs(args.inputs) if args.inputs else None
+    result = verify(args.model, args.outdir, inputs=inputs, rtol=args.rtol, atol=args.atol,
+                    seed=args.seed, batch=args.batch, options=_executor_options(args.option),
+                    **_frontend_options(args))
+    print(result.table())
+    return 0 if result.ok else 1
+
+
+def cmd_passes(args) -> int:
+    from irc.passes.pipeline import DEFAULT_PIPELINE
+    from irc.passes.registry import load_all
+
+    registry = load_all()
+    print("default pipeline, in order:")
+    for i, name in enumerate(DEFAULT_PIPELINE, 1):
+        print(f"  {i:2}. {name:<32} {registry[name].summary()}")
+    extra = sorted(set(registry) - set(DEFAULT_PIPELINE))
+    if extra:
+        print("other passes: " + ", ".join(extra))
+    return 0
+
+
+def cmd_ops(args) -> int:
+    """The support tables, generated from the frontends' handler registries."""
+    from irc.frontends.caffe import CAFFE_LAYERS
+    from irc.frontends.onnx import handlers  # noqa: F401 - fills the registry
+    from irc.frontends.onnx.importer import ONNX_OPS
+
+    registries = [("ONNX ops", ONNX_OPS), ("Caffe layers", CAFFE_LAYERS)]
+    try:
+        from irc.frontends.keras import KERAS_LAYERS
+        from irc.frontends.keras.recurrent import RECURRENT_LAYERS
+
+        registries.append(("Keras layers", KERAS_LAYERS))
+        registries.append(("Keras sequence-model layers", RECURRENT_LAYERS))
+    except ImportError:  # the keras extra is not installed
+        pass
+    wanted = getattr(args, "framework", None)
+    for title, registry in registries:
+        if wanted and not title.lower().startswith(wanted):
+            continue
+        print(f"{title} irc converts:")
+        for op, note in registry.support_table():
+            print(f"  {op:<24} {note}")
+    return 0

@@ -1,0 +1,112 @@
+"""Turning command-line arguments into API arguments (shared by the commands)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from irc.errors import UnsupportedAttribute
+
+
+def _shape(text: str):
+    """'1,3,224,224' or 'name:1,3,224,224' -> (name or None, shape)."""
+    name, _, dims = text.rpartition(":")
+    try:
+        shape = tuple(int(d) for d in dims.replace("x", ",").split(","))
+    except ValueError:
+        raise UnsupportedAttribute(f"--input-shape {text!r} is not a list of integers",
+                                   hint="write e.g. --input-shape 1,3,224,224 or "
+                                        "--input-shape input:1,3,224,224") from None
+    return (name or None), shape
+
+
+def _input_shapes(values):
+    if not values:
+        return None
+    pairs = [_shape(v) for v in values]
+    if len(pairs) == 1 and pairs[0][0] is None:
+        return pairs[0][1]
+    if any(name is None for name, _ in pairs):
+        raise UnsupportedAttribute("with several --input-shape options, name each input",
+                                   hint="--input-shape a:1,3,32,32 --input-shape b:1,10")
+    return dict(pairs)
+
+
+def _floats(text: str | None):
+    return None if text is None else [float(v) for v in text.split(",")]
+
+
+def _input_options(args) -> dict:
+    options = {}
+    if args.scale is not None:
+        options["scale"] = args.scale
+    if args.offsets is not None:
+        options["offsets"] = _floats(args.offsets)
+    if args.normstds is not None:
+        options["normstds"] = _floats(args.normstds)
+    if args.channel_order:
+        options["channel_order"] = args.channel_order
+    return options
+
+
+def _frontend_options(args) -> dict:
+    """The frontend switches a command was given (only those its parser has)."""
+    options = {}
+    if getattr(args, "weights", None):
+        options["weights"] = args.weights
+    if getattr(args, "drop_lrn", False):
+        options["drop_lrn"] = True
+    if getattr(args, "allow_lambda", False):
+        options["allow_lambda"] = True
+    return options
+
+
+def _instruments(args) -> list:
+    from irc.passes import instruments as inst
+
+    found = []
+    if getattr(args, "dump_after", None):
+        found.append(inst.DumpAfter(args.dump_dir, inst._pass_set(args.dump_after),
+                                    args.dump_format.split(",")))
+    if getattr(args, "print_after", None):
+        found.append(inst.PrintAfter(inst._pass_set(args.print_after)))
+    if getattr(args, "time_passes", False):
+        found += [inst.Timing(), inst.OpCountDiff()]
+    return found
+
+
+def _report_instruments(args, instruments, ctx) -> None:
+    for instrument in instruments:
+        if hasattr(instrument, "report"):
+            print(instrument.report(), file=sys.stderr)
+    for name in getattr(args, "explain", None) or []:
+        reasons = [(node, why) for p, node, why in ctx.refusals if p == name]
+        print(f"{name}: {len(reasons)} refusal(s)", file=sys.stderr)
+        for node, why in reasons:
+            print(f"  {node}: {why}", file=sys.stderr)
+
+
+def _executor_options(pairs):
+    """--option key=value ... -> ExecutorOptions (numbers parsed, the rest as strings)."""
+    from irc.backends.viya.executor import ExecutorOptions
+
+    values = {}
+    for pair in pairs or []:
+        key, _, raw = pair.partition("=")
+        try:
+            values[key] = float(raw)
+        except ValueError:
+            values[key] = raw
+    try:
+        return ExecutorOptions(**values)
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedAttribute(f"--option: {exc}", hint="see viya-semantics.md §16 for the "
+                                   "executor options and their values") from None
+
+
+def _write_or_print(text_or_bytes, target) -> None:
+    if target is None:
+        print(text_or_bytes)
+    elif isinstance(text_or_bytes, bytes):
+        Path(target).write_bytes(text_or_bytes)
+    else:
+        Path(target).write_text(text_or_bytes, encoding="utf-8")
