@@ -24,7 +24,6 @@ product overflows int64 (and wraps to a small, plausible number in numpy) are st
 """
 from __future__ import annotations
 
-import math
 import numbers
 import os
 from collections.abc import Iterable, Sequence

@@ -59,10 +59,14 @@ def _read_json(path: Path) -> dict:
 
 def make_inputs(payloads: dict, seed: int, batch: int) -> dict[str, np.ndarray]:
     """Seeded standard-normal inputs for the source model, by source input name."""
+    from irc.limits import check_tensor_bytes
+
     rng = np.random.default_rng(seed)
     feeds = {}
     for name, info in payloads["input"]["sources"].items():
-        feeds[name] = rng.standard_normal((batch, *info["shape"])).astype(np.float32)
+        shape = (batch, *info["shape"])
+        check_tensor_bytes(shape, np.float32, f"verification input {name!r}")
+        feeds[name] = rng.standard_normal(shape).astype(np.float32)
     return feeds
 
 
@@ -100,8 +104,9 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
 
     ``source`` as for :func:`irc.compile` (``weights=``: a Caffe net's .caffemodel).
     """
-    from irc.backends.viya.executor import execute, load_viya_model
+    from irc.backends.viya.executor import execute, infer_shapes, load_viya_model
     from irc.frontends.source import open_source, run_source
+    from irc.limits import check_activation_budget
 
     outdir = Path(outdir)
     payloads = _read_json(outdir / "model.json")
@@ -114,9 +119,12 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
     if missing:
         raise IrcIOError(f"inputs lack {sorted(missing)}",
                          hint="the .npz file needs one array per source model input")
+    model = load_viya_model(outdir)
+    # Both runtimes hold every activation: refuse before allocating what memory cannot hold.
+    check_activation_budget(infer_shapes(model), next(iter(feeds.values())).shape[0],
+                            file=str(outdir))
     reference = run_source(open_source(source, weights, **frontend_options), feeds)
     (source_input,) = feeds.values()
-    model = load_viya_model(outdir)
     viya_outputs = execute(model, viya_input(payloads, source_input), options=options,
                            all_layers=True)
     comparisons = []

@@ -1,6 +1,7 @@
 """Turning command-line arguments into API arguments (shared by the commands)."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -31,18 +32,32 @@ def _input_shapes(values):
     return dict(pairs)
 
 
-def _floats(text: str | None):
-    return None if text is None else [float(v) for v in text.split(",")]
+def _floats(text: str | None, option: str = "value"):
+    """'1,2.5,3' -> [1.0, 2.5, 3.0]; anything else (or a non-finite number) is refused."""
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in str(text).split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) for v in values):
+        raise UnsupportedAttribute(f"{option} {text!r} is not a list of finite numbers",
+                                   hint=f"write e.g. {option} 103.9,116.8,123.7")
+    return values
 
 
 def _input_options(args) -> dict:
     options = {}
     if args.scale is not None:
-        options["scale"] = args.scale
+        (options["scale"],) = _floats(str(args.scale), "--scale")
+        if options["scale"] == 0:
+            raise UnsupportedAttribute("--scale 0 would erase the input")
     if args.offsets is not None:
-        options["offsets"] = _floats(args.offsets)
+        options["offsets"] = _floats(args.offsets, "--offsets")
     if args.normstds is not None:
-        options["normstds"] = _floats(args.normstds)
+        options["normstds"] = _floats(args.normstds, "--normstds")
+        if 0.0 in options["normstds"]:
+            raise UnsupportedAttribute("--normstds has a zero: Viya divides by it")
     if args.channel_order:
         options["channel_order"] = args.channel_order
     return options

@@ -77,7 +77,8 @@ def run_onnxruntime(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    # Errors come back as exceptions; onnxruntime's own log line would be a second message.
+    options.log_severity_level = 4
     # onnxruntime's own graph rewrites would hide what the model says; run it as written.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)

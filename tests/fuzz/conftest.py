@@ -7,6 +7,8 @@ Environment:
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.fuzz.harness import STATS
@@ -30,6 +32,19 @@ class SeedCache:
 @pytest.fixture(scope="session")
 def fuzz_seeds(tmp_path_factory) -> SeedCache:
     return SeedCache(tmp_path_factory)
+
+
+def pytest_configure(config):
+    """Where the hang watchdog writes: the terminal's stderr as it was before pytest captured
+    it (a private pytest attribute; sys.__stderr__ where it is missing)."""
+    from tests.fuzz import harness
+
+    capman = config.pluginmanager.getplugin("capturemanager")
+    try:
+        fd = capman._global_capturing.err.targetfd_save  # noqa: SLF001
+        harness.WATCHDOG_FILE = os.fdopen(os.dup(fd), "w")
+    except (AttributeError, OSError, TypeError):
+        pass
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import faulthandler
 import io
 import json
 import os
@@ -17,27 +18,37 @@ import random
 import re
 import resource
 import signal
+import sys
 import tempfile
 import time
 import traceback
 import warnings
 from collections import Counter
+
+import numpy as np
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.fuzz.plugins import FuzzFormat, Mutation, NotApplicable, Seed, copy_seed
+from tests.fuzz.plugins import (BYTE_MUTATORS, FuzzFormat, Mutation, NotApplicable, Seed,
+                                copy_seed)
 
 NAME = re.compile(r"[a-z0-9_]+")
 # Problem categories; the first three are the figures the suite must keep at zero.
 TRACEBACK, PARTIAL, SILENT = "tracebacks", "partial outputs", "wrong-but-silent"
 BAD_EXIT, BAD_MESSAGE, REFUSED = "bad exit codes", "bad messages", "valid inputs refused"
-CATEGORIES = (TRACEBACK, PARTIAL, SILENT, BAD_EXIT, BAD_MESSAGE, REFUSED)
+HANG = "hangs"  # found by a format's hang probe before irc runs in-process
+CATEGORIES = (TRACEBACK, PARTIAL, SILENT, HANG, BAD_EXIT, BAD_MESSAGE, REFUSED)
 # Address-space head room for one case: enough for any real small model, far below the RAM
 # a declared-huge tensor would take, so a missing limit shows as MemoryError, not an OOM kill.
 GUARD_BYTES = int(os.environ.get("IRC_FUZZ_GUARD_BYTES", 6 << 30))
 # No file a case writes may exceed this (seeds are kilobytes; a runaway write must not fill
 # the disk).
 FILE_BYTES = 256 << 20
+# A case running longer than this is a hang (seen: a corrupt .h5 spinning inside libhdf5, where
+# no signal reaches Python): faulthandler dumps every thread's stack and ends the process, so
+# the session fails with the culprit's stack instead of hanging (`pytest -v` names the case).
+CASE_TIMEOUT = float(os.environ.get("IRC_FUZZ_CASE_TIMEOUT", 120))
+WATCHDOG_FILE = None  # set by conftest.py: the real stderr, past pytest's capture
 
 
 # ---- planning: which seed and mutators case N uses (known at collection time) ---------------
@@ -134,20 +145,29 @@ class Stats:
             return ""
         formats = sorted({r.plan.format for r in self.results})
         head = (f"{'format':<8} {'inputs':>6} {'exit 0':>6} {'exit 1':>6} {'exit 2':>6} "
-                f"{'other':>5} {'tracebacks':>10} {'partial':>7} {'silent':>6} "
-                f"{'bad msg':>7} {'refused':>7} {'known':>5} {'seconds':>8}")
-        lines = ["irc fuzz figures (tracebacks, partial outputs and wrong-but-silent outputs "
-                 "must be 0)", head, "-" * len(head)]
+                f"{'other':>5} {'tracebacks':>10} {'partial':>7} {'silent':>7} "
+                f"{'hangs':>5} {'bad msg':>7} {'refused':>7} {'seconds':>8}")
+        lines = ["irc fuzz figures: problem columns are new/known (known = matches a reported "
+                 "bug in KNOWN_BUGS); tracebacks, partial outputs and wrong-but-silent outputs "
+                 "must have 0 new", head, "-" * len(head)]
         for fmt in formats + ["all"]:
             rs = [r for r in self.results if fmt == "all" or r.plan.format == fmt]
             codes = Counter(r.exit_code for r in rs)
-            count = Counter(c for r in rs for c in r.problems)
+            new = Counter(c for r in rs if not r.known for c in r.problems)
+            known = Counter(c for r in rs if r.known for c in r.problems)
             other = sum(v for k, v in codes.items() if k not in (0, 1, 2))
+
+            def cell(category, width):
+                return f"{new[category]}/{known[category]}".rjust(width)
             lines.append(
                 f"{fmt:<8} {len(rs):>6} {codes[0]:>6} {codes[1]:>6} {codes[2]:>6} {other:>5} "
-                f"{count[TRACEBACK]:>10} {count[PARTIAL]:>7} {count[SILENT]:>6} "
-                f"{count[BAD_MESSAGE]:>7} {count[REFUSED]:>7} "
-                f"{sum(1 for r in rs if r.known):>5} {sum(r.seconds for r in rs):>8.1f}")
+                f"{cell(TRACEBACK, 10)} {cell(PARTIAL, 7)} {cell(SILENT, 7)} "
+                f"{cell(HANG, 5)} {cell(BAD_MESSAGE, 7)} {cell(REFUSED, 7)} "
+                f"{sum(r.seconds for r in rs):>8.1f}")
+        bugs = Counter(r.known for r in self.results if r.known)
+        if bugs:
+            lines.append("known bugs hit: "
+                         + ", ".join(f"{b} x{n}" for b, n in sorted(bugs.items())))
         lines.append("")
         lines.append("exit codes by mutator (0/1/2/other, problems):")
         by_mut: dict[tuple[str, str], list[CaseResult]] = {}
@@ -275,6 +295,8 @@ def invoke(argv: list[str]) -> tuple[int | None, str, str, str | None, list[str]
     code: int | None
     with warnings.catch_warnings(record=True) as caught, native_output() as native:
         warnings.simplefilter("always")
+        faulthandler.dump_traceback_later(CASE_TIMEOUT, exit=True,
+                                          file=WATCHDOG_FILE or sys.__stderr__)
         try:
             with case_environment(), memory_guard(), contextlib.redirect_stdout(out), \
                     contextlib.redirect_stderr(err):
@@ -284,6 +306,10 @@ def invoke(argv: list[str]) -> tuple[int | None, str, str, str | None, list[str]
         except BaseException:  # noqa: BLE001 - anything else escaping main() is the bug
             code = None
             tb = traceback.format_exc()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+    if code in (130, 143):  # main() caught a Ctrl-C or SIGTERM meant for this session: stop
+        raise KeyboardInterrupt(f"irc exited {code} (interrupted) during {argv[:2]}")
     stdout, stderr = out.getvalue(), err.getvalue()
     if native.get(1, "").strip():
         stdout += "".join(f"[native] {line}\n" for line in native[1].splitlines())
@@ -301,7 +327,10 @@ def prepare_case(fmt: FuzzFormat, plan: Plan, seed: Seed, root: Path, base_seed:
     names = list(fmt.mutators)
     applied, descriptions, extra = [], [], []
     main, must_convert, unverified = None, True, False
-    for position, wanted in enumerate(plan.mutators):
+    # Structured mutators first, byte-level ones last: a structured mutator parses the file
+    # (h5py, protobuf, zip) and must not meet bytes already damaged.
+    order = sorted(plan.mutators, key=lambda n: n in BYTE_MUTATORS)
+    for position, wanted in enumerate(order):
         start = names.index(wanted)
         for step in range(len(names)):
             name = names[(start + step) % len(names)]
@@ -333,11 +362,24 @@ def run_case(fmt: FuzzFormat, plan: Plan, seed: Seed, root: Path, base_seed: int
         out = root / "out"
         argv = fmt.argv(main_file, out, seed.extra_args + mutation.extra_args)
         start = time.perf_counter()
+        hang = fmt.hang_probe(main_file, applied)
+        if hang:  # irc would never return: record it without running irc in-process
+            result = CaseResult(plan, applied, mutation.description, argv, None, "", "", None,
+                                time.perf_counter() - start, mutation.must_convert)
+            result.problems = {HANG: hang}
+            return result
         code, stdout, stderr, tb, caught = invoke(argv)
     result = CaseResult(plan, applied, mutation.description, argv, code, stdout, stderr, tb,
                         time.perf_counter() - start, mutation.must_convert, caught,
                         unverified=mutation.unverified)
     result.problems = check_result(result, out)
+    if code == 0 and not result.unverified and not result.problems:
+        # Independent re-check on other inputs (seed 7, batch 3): exit 0 must mean "matches".
+        again = invoke(fmt.verify_argv(main_file, out))
+        if again[0] != 0:
+            detail = (again[3] or again[2] or again[1]).strip().splitlines()[-1:] or [""]
+            result.problems[SILENT] = (f"`irc verify --seed 7` of the written folder exits "
+                                       f"{again[0]}: {detail[0][:300]}")
     return result
 
 
@@ -466,11 +508,19 @@ def check_names(out: Path, payloads: dict, name_map: dict, weights: str) -> list
                         w = w.decode() if isinstance(w, bytes) else str(w)
                         if not w.startswith(f"{layer}/") or f"{layer}/{w}" not in f:
                             problems.append(f"HDF5 weight {w!r} of {layer!r} misplaced")
+                            continue
+                        data = f[f"{layer}/{w}"]
+                        if data.dtype != np.float32:  # trap 35
+                            problems.append(f"HDF5 weight {w!r} is {data.dtype}, not float32")
+                        elif not np.isfinite(data[()]).all():
+                            problems.append(f"HDF5 weight {w!r} holds non-finite values "
+                                            "(NaN/Inf written without a word)")
                 weighted = {c["name"] for c in calls
                             if c.get("layer", {}).get("type") in ("convo", "groupconvo", "fc",
                                                                   "batchnorm")}
                 if weighted - set(listed):
-                    problems.append(f"layers without weights in HDF5: {sorted(weighted - set(listed))}")
+                    missing = sorted(weighted - set(listed))
+                    problems.append(f"layers without weights in HDF5: {missing}")
         except OSError as exc:
             problems.append(f"HDF5 unreadable: {exc}")
     table = out / "model_table.csv"

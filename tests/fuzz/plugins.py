@@ -67,6 +67,16 @@ class FuzzFormat:
     def argv(self, main_file: Path, out: Path, extra_args: tuple[str, ...]) -> list[str]:
         return ["compile", str(main_file), "-o", str(out), *extra_args]
 
+    def hang_probe(self, main_file: Path, applied: list[str]) -> str | None:
+        """A reason when irc would hang on this input (then irc is not run in-process: a hang
+        in native code cannot be interrupted); None to run the case. Checked in a child
+        process by formats whose libraries are known to spin on corrupt files."""
+        return None
+
+    def verify_argv(self, main_file: Path, out: Path) -> list[str]:
+        """An independent re-check of an exit-0 folder: `irc verify` on other random inputs."""
+        return ["verify", str(main_file), str(out), "--seed", "7", "--batch", "3"]
+
 
 def discover() -> dict[str, FuzzFormat]:
     """Every plug-in in tests/fuzz/formats whose libraries are importable, by name."""

@@ -123,3 +123,40 @@ def test_plans_are_deterministic_and_cover_every_mutator_and_seed():
     assert [plan_case(fmt, i, 0) for i in range(m * s, 3 * m * s)] == \
         [plan_case(fmt, i, 0) for i in range(m * s, 3 * m * s)]
     assert len(plan_case(fmt, m * s, 0).mutators) == 2  # the second sweep stacks two
+
+
+@pytest.mark.parametrize("damage", ["nan", "float64"])
+def test_non_finite_or_float64_weights_are_caught(good_folder, tmp_path, damage):
+    out, stdout = _copy(good_folder, tmp_path)
+    with h5py.File(next(out.glob("*.h5")), "r+") as f:
+        layer = f.attrs["layer_names"][0].decode()
+        name = f[layer].attrs["weight_names"][0].decode()
+        data = f[f"{layer}/{name}"][()]
+        del f[f"{layer}/{name}"]
+        if damage == "nan":
+            data.reshape(-1)[0] = float("nan")
+        f.create_dataset(f"{layer}/{name}",
+                         data=data.astype("float64" if damage == "float64" else "float32"))
+    wrong = check_output_folder(out, stdout)
+    assert any(("non-finite" if damage == "nan" else "float64") in w for w in wrong), wrong
+
+
+def test_a_hang_probe_stops_the_case_before_irc_runs(tmp_path, monkeypatch):
+    from tests.fuzz.plugins import FuzzFormat, Mutation, Seed
+
+    class Hanging(FuzzFormat):
+        def hang_probe(self, main_file, applied):
+            return "HANG (probe): test"
+
+    def touch(rng, folder, seed):
+        return Mutation("touched")
+
+    seed_dir = tmp_path / "seed"
+    seed_dir.mkdir()
+    (seed_dir / "m.onnx").write_bytes(b"x")
+    fmt = Hanging("h", seed_names=("s",), mutators={"touch": touch})
+    monkeypatch.setattr(harness, "invoke", lambda argv: pytest.fail("irc must not run"))
+    result = harness.run_case(fmt, plan_case(fmt, 0, 0), Seed("s", seed_dir, "m.onnx"),
+                              tmp_path / "case", 0)
+    assert result.problems == {harness.HANG: "HANG (probe): test"}
+    assert result.signature().startswith("hangs: HANG (probe)")

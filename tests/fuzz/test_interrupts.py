@@ -2,7 +2,6 @@
 (trap 32), whether the interrupt is a KeyboardInterrupt, SIGINT or SIGTERM."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

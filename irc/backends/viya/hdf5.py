@@ -10,6 +10,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from irc.errors import InvalidModel
+
 
 def _fixed_bytes(names: list[str]) -> np.ndarray:
     """Fixed-length byte strings, as Keras itself writes name lists."""
@@ -26,7 +28,13 @@ def write_weights(model, path: Path, progress=None) -> None:
             names = layer.weight_names()
             group.attrs["weight_names"] = _fixed_bytes([f"{layer.name}/{w}:0" for w in names])
             for w in names:
+                data = layer.weights[w].array()
+                if not np.isfinite(data).all():
+                    raise InvalidModel(f"weight {w!r} of layer {layer.name!r} (from "
+                                       f"{', '.join(layer.source_nodes) or '?'}) holds NaN or "
+                                       "infinite values", hint="the source model is damaged; "
+                                       "Viya would compute garbage from it")
                 # "<L>/<w>:0" inside group "/<L>" makes the dataset /<L>/<L>/<w>:0
-                group.create_dataset(f"{layer.name}/{w}:0", data=layer.weights[w].array())
+                group.create_dataset(f"{layer.name}/{w}:0", data=data)
             if progress is not None:
                 progress(layer.name)

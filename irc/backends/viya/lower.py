@@ -103,6 +103,12 @@ class _Lowering:
         if len(offsets) != c or len(stds) != c:
             self.problems.append(f"input {value!r}: offsets/normstds need {c} values")
             return
+        scale = float(opts.get("scale", 1.0))
+        if not all(math.isfinite(v) for v in [scale, *offsets, *stds]) or scale == 0 \
+                or 0.0 in stds:
+            self.problems.append(f"input {value!r}: scale, offsets and normstds must be finite, "
+                                 "with scale and normstds non-zero")
+            return
         options = {"nchannels": c, "width": w, "height": h, "scale": float(opts.get("scale", 1.0)),
                    "offsets": offsets, "randomflip": "none", "randomcrop": "none",
                    "randommutation": "none"}

@@ -14,6 +14,7 @@ from onnx import TensorProto, helper
 from irc.errors import InvalidModel, UnsupportedAttribute, UnsupportedOp
 from irc.frontends.caffe.reader import CaffeLayer, CaffeNet, blob_array, strip_ones
 from irc.frontends.registry import HandlerRegistry, format_unsupported
+from irc.limits import check_tensor_bytes
 
 CAFFE_LAYERS = HandlerRegistry("Caffe")
 OPSET = 17
@@ -167,6 +168,9 @@ class Converter:
         reported at the end, with every other one)."""
         layer = source or self.layer
         self.blob_shapes[layer.name] = [(what, tuple(shape)) for what, shape in specs]
+        for what, shape in specs:  # declared by the prototxt: check before allocating
+            check_tensor_bytes(shape, np.float32, f"{what} of layer {layer.name!r}",
+                               file=self.label, node=layer.name)
         zeros = [np.zeros(shape, np.float32) for _, shape in specs]
         if not self.has_weights:
             return zeros

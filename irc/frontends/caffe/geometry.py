@@ -12,7 +12,11 @@ def hw(cv, p, name: str, h_name: str, w_name: str, default):
         if not (p.HasField(h_name) and p.HasField(w_name)) and default is None:
             cv.problem(f"{h_name} and {w_name} must be given together")
             raise Skip
-        return int(getattr(p, h_name)), int(getattr(p, w_name))
+        pair = int(getattr(p, h_name)), int(getattr(p, w_name))
+        if min(pair) < (0 if name.startswith("pad") else 1):
+            cv.problem(f"{h_name}/{w_name} {list(pair)} out of range")
+            raise Skip
+        return pair
     value = getattr(p, name)
     if hasattr(value, "__len__"):
         values = [int(v) for v in value]
@@ -20,12 +24,15 @@ def hw(cv, p, name: str, h_name: str, w_name: str, default):
         values = [int(value)] if p.HasField(name) else []
     if not values:
         return default
-    if len(values) == 1:
-        return values[0], values[0]
-    if len(values) == 2:
-        return values[0], values[1]
-    cv.problem(f"{name} has {len(values)} values; irc handles 2-D windows only")
-    raise Skip
+    if len(values) not in (1, 2):
+        cv.problem(f"{name} has {len(values)} values; irc handles 2-D windows only")
+        raise Skip
+    pair = (values[0], values[-1])
+    smallest = 0 if name.startswith("pad") else 1  # kernels and strides are at least 1
+    if min(pair) < smallest:
+        cv.problem(f"{name} {list(pair)} must be >= {smallest}")
+        raise Skip
+    return pair
 
 
 @dataclass(frozen=True)

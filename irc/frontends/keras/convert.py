@@ -51,6 +51,10 @@ def _input_dims(model, input_shape, label: str) -> tuple[int, ...]:
     """
     (tensor,) = model_tensors(model, "inputs")[:1]
     shape = tuple(None if d is None else int(d) for d in tuple(tensor.shape)[1:])
+    if isinstance(input_shape, dict):  # --input-shape NAME:dims; a Keras model has one input
+        if len(input_shape) != 1:
+            raise UnsupportedAttribute("a Keras model takes one --input-shape", file=label)
+        (input_shape,) = input_shape.values()
     if input_shape is not None:
         given = tuple(int(d) for d in input_shape)
         if len(given) == len(shape) + 1:

@@ -44,6 +44,11 @@ def _spatial_attrs(imp, node, attrs, kernel):
         pads = [0, 0, 0, 0]
     else:
         pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    if len(strides) != 2 or len(pads) != 4 or min(strides) < 1 or min(kernel) < 1 \
+            or min(pads) < 0:
+        imp.problem(f"{node.op_type} geometry is malformed: kernel {kernel}, strides {strides}, "
+                    f"pads {pads} (2 positive kernel sizes and strides, 4 pads >= 0 needed)")
+        return None
     return {"kernel_shape": [int(k) for k in kernel], "strides": [int(s) for s in strides],
             "pads": [int(p) for p in pads]}
 
@@ -141,6 +146,13 @@ def batch_norm(imp, node, attrs):
         return
     if not all(imp.is_const(i) for i in node.input[1:5]):
         imp.problem("BatchNormalization statistics are not constants")
+        return
+    x_type = imp.type_of(node.input[0])
+    channels = x_type.shape[1] if x_type is not None and x_type.rank >= 2 else None
+    shapes = [tuple(imp.const(i).shape) for i in node.input[1:5]]
+    if any(shape != (channels,) for shape in shapes):
+        imp.problem(f"BatchNormalization scale/bias/mean/var have shapes {shapes}; the input "
+                    f"has {channels} channels")
         return
     imp.emit("BatchNormalization", node, outputs=[node.output[0]],
              attrs={"epsilon": float(attrs.get("epsilon", 1e-5))})

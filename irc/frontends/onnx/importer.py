@@ -41,6 +41,7 @@ class OnnxImporter:
         self.model = model
         self.label = label
         self.base_dir = base_dir
+        loader.check_names(model, label)
         self.opset = loader.check_opset(model, label)
         self.graph = Graph(_graph_name(model, label))
         self.problems: list[tuple[str, str]] = []
@@ -97,6 +98,21 @@ class OnnxImporter:
         self.emit("Identity", node, [src], {}, [dst])
 
     # ---- the import -----------------------------------------------------------------------
+    def arity_problem(self, node: onnx.NodeProto) -> str | None:
+        """The ONNX schema's required inputs and outputs must be present (untrusted files)."""
+        try:
+            schema = onnx.defs.get_schema(node.op_type, self.opset, node.domain or "")
+        except onnx.defs.SchemaError:
+            return f"{node.op_type} does not exist at opset {self.opset}"
+        required = [i for i, formal in enumerate(schema.inputs)
+                    if formal.option == onnx.defs.OpSchema.FormalParameterOption.Single]
+        if len(node.input) < schema.min_input or any(
+                i >= len(node.input) or not node.input[i] for i in required):
+            return f"{node.op_type} is missing a required input (has {list(node.input)})"
+        if not node.output or not node.output[0]:
+            return f"{node.op_type} has no output"
+        return None
+
     def scan_unsupported(self) -> None:
         items = [(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}",
                   node_label(n, i)) for i, n in enumerate(self.model.graph.node)
@@ -109,6 +125,8 @@ class OnnxImporter:
 
     def fold(self, node: onnx.NodeProto) -> bool:
         """Evaluate a constant-only node now; False when too big (its handler takes it)."""
+        if any(i and not self.graph.has_value(i) for i in node.input):
+            return True  # an input failed to fold; that problem is already recorded
         inputs = {i: np.asarray(self.graph.const(i)) for i in dict.fromkeys(node.input) if i}
         try:
             results = const_eval.evaluate(node, inputs, self.opset)
@@ -157,7 +175,16 @@ class OnnxImporter:
             if handler is None:
                 self.problem(f"{node.op_type} on constants is too large to evaluate at import")
                 continue
-            handler.fn(self, node, decode_attrs(node))
+            arity = self.arity_problem(node)
+            if arity:
+                self.problem(arity)
+                continue
+            try:
+                handler.fn(self, node, decode_attrs(node))
+            except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as exc:
+                # A malformed node (attribute of the wrong type or length) from an untrusted
+                # file: report it with the others instead of crashing.
+                self.problem(f"malformed {node.op_type} node ({type(exc).__name__}: {exc})")
         self._current = None
         self.graph.outputs = [o.name for o in g.output]
         if self.problems:

@@ -53,41 +53,99 @@ def _external_info(tensor: TensorProto) -> dict[str, str]:
     return {e.key: e.value for e in tensor.external_data}
 
 
+def np_dtype(code: int, what: str, label: str) -> np.dtype:
+    """The numpy dtype of an ONNX element type code, or InvalidModel for an unknown code."""
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(code))
+    except (KeyError, TypeError, ValueError):
+        raise InvalidModel(f"{what} has unknown element type code {code}", file=label,
+                           hint="the file is corrupt or uses a type irc cannot read") from None
+
+
+def _external_int(info: dict, key: str, name: str, label: str) -> int | None:
+    text = info.get(key)
+    if text is None:
+        return None
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise InvalidModel(f"initializer {name!r}: external data {key} {text!r} is not a "
+                           "non-negative decimal integer", file=label, hint="the file is corrupt")
+    return value
+
+
 def store_initializer(store: WeightStore, tensor: TensorProto, base_dir: Path | None,
                       label: str):
-    """A handle to the initializer's data, without copying it."""
-    dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
-    shape = tuple(tensor.dims)
+    """A handle to the initializer's data, without copying it.
+
+    Declared element types, dims, byte counts and external-data fields are checked before
+    anything is allocated or mapped (irc.limits caps the size of one tensor).
+    """
+    from irc.limits import check_tensor_bytes
+
+    name = tensor.name
+    dtype = np_dtype(tensor.data_type, f"initializer {name!r}", label)
+    shape = tuple(int(d) for d in tensor.dims)
+    nbytes = check_tensor_bytes(shape, dtype, f"initializer {name!r}", file=label,
+                                allow_empty=True)
     if tensor.data_location == TensorProto.EXTERNAL:
         info = _external_info(tensor)
         location = info.get("location", "")
         if base_dir is None:
-            raise InvalidModel(f"initializer {tensor.name!r} has external data but the model was "
+            raise InvalidModel(f"initializer {name!r} has external data but the model was "
                                "given in memory", file=label,
                                hint="pass the .onnx file path so its data files can be found")
+        if not location or "\0" in location:
+            raise InvalidModel(f"initializer {name!r}: external data location {location!r} is "
+                               "not a file name", file=label, hint="the file is corrupt")
         target = (base_dir / location).resolve()
         if os.path.isabs(location) or not target.is_relative_to(base_dir.resolve()):
-            raise InvalidModel(f"initializer {tensor.name!r}: external data location {location!r} "
+            raise InvalidModel(f"initializer {name!r}: external data location {location!r} "
                                "points outside the model's folder", file=label,
                                hint="external data must sit beside the .onnx file")
-        offset = int(info.get("offset", 0))
-        count = int(np.prod(shape, dtype=np.int64))
-        if not target.is_file() or target.stat().st_size < offset + count * dtype.itemsize:
-            raise InvalidModel(f"initializer {tensor.name!r}: external data file {location!r} is "
+        offset = _external_int(info, "offset", name, label) or 0
+        length = _external_int(info, "length", name, label)
+        if length is not None and length != nbytes:
+            raise InvalidModel(f"initializer {name!r}: external data length {length} != "
+                               f"{nbytes} bytes for shape {shape} {dtype}", file=label,
+                               hint="the file is corrupt")
+        if not target.is_file() or target.stat().st_size < offset + nbytes:
+            raise InvalidModel(f"initializer {name!r}: external data file {location!r} is "
                                "missing or too short", file=label,
                                hint="copy the data files that came with the model beside it")
+        if nbytes == 0:
+            return store.add(np.zeros(shape, dtype), hint=name)
 
         def load(target=target, offset=offset):
             return np.memmap(target, dtype=dtype, mode="r", offset=offset, shape=shape)
-        return store.add_lazy(load, shape, dtype, hint=tensor.name)
+        return store.add_lazy(load, shape, dtype, hint=name)
     if tensor.raw_data:
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if len(tensor.raw_data) != expected:
-            raise InvalidModel(f"initializer {tensor.name!r}: {len(tensor.raw_data)} bytes for "
+        if len(tensor.raw_data) != nbytes:
+            raise InvalidModel(f"initializer {name!r}: {len(tensor.raw_data)} bytes for "
                                f"shape {shape} {dtype}", file=label, hint="the file is corrupt")
-        return store.add(np.frombuffer(tensor.raw_data, dtype=dtype).reshape(shape),
-                         hint=tensor.name)
-    return store.add(numpy_helper.to_array(tensor), hint=tensor.name)
+        return store.add(np.frombuffer(tensor.raw_data, dtype=dtype).reshape(shape), hint=name)
+    try:
+        return store.add(numpy_helper.to_array(tensor), hint=name)
+    except (ValueError, TypeError) as exc:  # element count of *_data does not match the dims
+        raise InvalidModel(f"initializer {name!r}: its values do not fit shape {shape} ({exc})",
+                           file=label, hint="the file is corrupt") from None
+
+
+def check_names(model: onnx.ModelProto, label: str) -> None:
+    """Every name in the graph is text: protobuf hands out bytes for invalid UTF-8."""
+    g = model.graph
+    groups = [("node", [n.name for n in g.node]), ("op type", [n.op_type for n in g.node]),
+              ("tensor", [t for n in g.node for t in list(n.input) + list(n.output)]),
+              ("initializer", [t.name for t in g.initializer]),
+              ("graph input/output", [v.name for v in list(g.input) + list(g.output)]),
+              ("domain", [n.domain for n in g.node])]
+    for what, names in groups:
+        bad = next((n for n in names if not isinstance(n, str)), None)
+        if bad is not None:
+            raise InvalidModel(f"a {what} name is not valid UTF-8: {bad!r}", file=label,
+                               hint="the file is corrupt")
 
 
 def _stub(tensor: TensorProto) -> TensorProto:
@@ -121,10 +179,14 @@ def infer_types(model: onnx.ModelProto, input_shapes, label: str,
                 skip_nodes: set[int] = frozenset()) -> dict[str, TensorType]:
     """Static types of every value, inferred with batch size 1.
 
+    Declared input sizes are checked against irc.limits before anything is allocated.
+
     The importer turns axis 0 into ``BATCH`` for values that depend on a graph input.
     ``folded``: values of the nodes in ``skip_nodes``, already evaluated on constants; they
     enter inference as initializers, so shapes computed from them are known.
     """
+    from irc.limits import check_tensor_bytes
+
     overrides = _parse_input_shapes(model, input_shapes, label)
     graph = model.graph
     init_names = {t.name for t in graph.initializer}
@@ -155,6 +217,8 @@ def infer_types(model: onnx.ModelProto, input_shapes, label: str,
                                        f"{[d if d else '?' for d in dims]}", file=label,
                                        hint=f"give --input-shape {inp.name}:1,C,H,W (Viya layers "
                                             "have fixed sizes)")
+        check_tensor_bytes(dims, np_dtype(ttype.elem_type, f"input {inp.name!r}", label),
+                           f"input {inp.name!r} (one example)", file=label)
         skeleton_graph.input.append(helper.make_tensor_value_info(inp.name, ttype.elem_type, dims))
     skeleton = helper.make_model(skeleton_graph, opset_imports=list(model.opset_import))
     skeleton.ir_version = model.ir_version
@@ -171,5 +235,6 @@ def infer_types(model: onnx.ModelProto, input_shapes, label: str,
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
         if any(d is None for d in dims):
             continue
-        types[vi.name] = TensorType(tuple(dims), helper.tensor_dtype_to_np_dtype(tt.elem_type).name)
+        types[vi.name] = TensorType(tuple(dims), np_dtype(tt.elem_type, f"value {vi.name!r}",
+                                                          label).name)
     return types

@@ -10,8 +10,6 @@ import re
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from tests.fuzz.plugins import (BYTE_MUTATORS, WEIRD_NAMES, FuzzFormat, Mutation, NotApplicable,
                                 Seed)
 
@@ -70,6 +68,10 @@ class CaffeFormat(FuzzFormat):
         if "--no-weights-arg" not in extra_args:
             argv += ["--weights", str(main_file.with_suffix(".caffemodel"))]
         return argv + [a for a in extra_args if a != "--no-weights-arg"]
+
+    def verify_argv(self, main_file: Path, out: Path) -> list[str]:
+        return super().verify_argv(main_file, out) + [
+            "--weights", str(main_file.with_suffix(".caffemodel"))]
 
 
 # ---- helpers -------------------------------------------------------------------------------
@@ -288,4 +290,4 @@ MUTATORS = {**BYTE_MUTATORS, "numbers": numbers, "lines": lines, "names": names,
 
 FORMAT = None if pb is None else CaffeFormat(
     "caffe", seed_names=("lenet", "cifar_quick", "small_bn"), mutators=MUTATORS,
-    default_iterations=300)
+    default_iterations=200)

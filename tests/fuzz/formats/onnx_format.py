@@ -671,4 +671,4 @@ MUTATORS = {
 }
 
 FORMAT = OnnxFormat("onnx", seed_names=("small_cnn", "mlp", "reshape_net", "ext_cnn"),
-                    mutators=MUTATORS, default_iterations=1000)
+                    mutators=MUTATORS, default_iterations=600)
