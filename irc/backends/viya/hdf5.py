@@ -19,6 +19,12 @@ def _fixed_bytes(names: list[str]) -> np.ndarray:
     return np.array([n.encode("ascii") for n in names], dtype=f"S{max(width, 1)}")
 
 
+def _all_finite(data: np.ndarray, chunk: int = 1 << 24) -> bool:
+    """np.isfinite(data).all() in slices: no temporary as large as a 2 GB weight."""
+    flat = data.reshape(-1)
+    return all(np.isfinite(flat[i:i + chunk]).all() for i in range(0, flat.size, chunk))
+
+
 def write_weights(model, path: Path, progress=None) -> None:
     weighted = model.weighted_layers()
     with h5py.File(path, "w") as f:
@@ -29,7 +35,7 @@ def write_weights(model, path: Path, progress=None) -> None:
             group.attrs["weight_names"] = _fixed_bytes([f"{layer.name}/{w}:0" for w in names])
             for w in names:
                 data = layer.weights[w].array()
-                if not np.isfinite(data).all():
+                if not _all_finite(data):
                     raise InvalidModel(f"weight {w!r} of layer {layer.name!r} (from "
                                        f"{', '.join(layer.source_nodes) or '?'}) holds NaN or "
                                        "infinite values", hint="the source model is damaged; "
