@@ -132,4 +132,7 @@ def _run_onnx(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         runs = [run_onnxruntime(model, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
         return {k: np.concatenate([r[k] for r in runs]) for k in runs[0]}
     except Exception as exc:  # onnxruntime raises its own exception types
-        raise VerificationFailed(f"onnxruntime could not run the source model: {exc}") from None
+        text = str(exc).strip().splitlines()[0][:400] if str(exc).strip() else type(exc).__name__
+        raise InvalidModel(f"onnxruntime cannot run the source model: {text}",
+                           hint="the source model itself is broken (irc's output was not "
+                                "written); fix or re-export it") from None

@@ -1,8 +1,9 @@
 """Reading ONNX models: files (external data memory-mapped) or in-memory protos, and shapes.
 
 Weights are never copied here: inline initializers become read-only views on the protobuf
-bytes, external ones memory-mapped views on their files. Shape inference runs on a skeleton of
-the model whose large initializers are stubs, so a big model is not serialised again.
+bytes, external ones memory-mapped views on their files. Checking and shape inference run on a
+skeleton of the model whose large (and external) initializers are typed inputs, so a big model
+is never serialised again.
 """
 from __future__ import annotations
 
@@ -148,14 +149,6 @@ def check_names(model: onnx.ModelProto, label: str) -> None:
                                hint="the file is corrupt")
 
 
-def _stub(tensor: TensorProto) -> TensorProto:
-    """The initializer's type and shape without its data (for shape inference only)."""
-    stub = TensorProto(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims)
-    stub.data_location = TensorProto.EXTERNAL
-    stub.external_data.add(key="location", value="__irc_stub__")
-    return stub
-
-
 def _parse_input_shapes(model, input_shapes, label) -> dict[str, tuple[int, ...]]:
     init_names = {t.name for t in model.graph.initializer}
     real_inputs = [i for i in model.graph.input if i.name not in init_names]
@@ -191,11 +184,17 @@ def infer_types(model: onnx.ModelProto, input_shapes, label: str,
     graph = model.graph
     init_names = {t.name for t in graph.initializer}
     folded_inits = [numpy_helper.from_array(a, name) for name, a in (folded or {}).items()]
+    # Large weights enter the skeleton as typed graph inputs: their data is not needed to infer
+    # shapes or to check the graph, and is never serialised again.
+    small, large = [], []
+    for t in list(graph.initializer) + folded_inits:
+        keep = (t.data_location != TensorProto.EXTERNAL
+                and np.prod(t.dims, dtype=np.int64) <= _SKELETON_KEEP_ELEMENTS)
+        (small if keep else large).append(t)
     skeleton_graph = helper.make_graph(
-        [n for i, n in enumerate(graph.node) if i not in skip_nodes], graph.name or "g", [],
-        list(graph.output),
-        initializer=[t if np.prod(t.dims, dtype=np.int64) <= _SKELETON_KEEP_ELEMENTS else _stub(t)
-                     for t in list(graph.initializer) + folded_inits])
+        [n for i, n in enumerate(graph.node) if i not in skip_nodes], graph.name or "g",
+        [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in large],
+        list(graph.output), initializer=small)
     for inp in graph.input:
         if inp.name in init_names:
             continue
@@ -221,12 +220,18 @@ def infer_types(model: onnx.ModelProto, input_shapes, label: str,
                            f"input {inp.name!r} (one example)", file=label)
         skeleton_graph.input.append(helper.make_tensor_value_info(inp.name, ttype.elem_type, dims))
     skeleton = helper.make_model(skeleton_graph, opset_imports=list(model.opset_import))
-    skeleton.ir_version = model.ir_version
+    skeleton.ir_version = max(model.ir_version, 4)  # IR 4+: initializers need not be inputs
     try:
         inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
     except Exception as exc:  # onnx raises several unrelated types here
         raise InvalidModel(f"ONNX shape inference failed: {exc}", file=label,
                            hint="check the model with onnx.checker.check_model") from None
+    try:  # after inference, which fills in graph output types the checker insists on
+        onnx.checker.check_model(inferred)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidModel(f"not a valid ONNX model: {first[:400]}", file=label,
+                           hint="onnx.checker.check_model explains it; re-export the model")
     types: dict[str, TensorType] = {}
     for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
         tt = vi.type.tensor_type
