@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diff", help="find the first Viya layer that diverges from the source")
     p.add_argument("model")
     p.add_argument("outdir")
+    frontend(p)
     p.add_argument("--inputs", help=".npz with one array per source input")
     p.add_argument("--rtol", type=float, default=1e-4)
     p.add_argument("--atol", type=float, default=1e-5)

@@ -15,7 +15,8 @@ def cmd_diff(args) -> int:
 
     inputs = load_inputs(args.inputs) if args.inputs else None
     report = diff(args.model, args.outdir, inputs=inputs, rtol=args.rtol, atol=args.atol,
-                  repro_dir=args.repro, options=_executor_options(args.option))
+                  repro_dir=args.repro, options=_executor_options(args.option),
+                  **_frontend_options(args))
     print(report.text())
     return 0 if report.first_bad is None else 1
 

@@ -1,6 +1,7 @@
 """`irc diff`: find the first Viya layer whose output parts from the source.
 
-The source runs in onnxruntime with every tensor named in name_map.json exposed as an output;
+The source's ONNX (the file, or what the Keras/Caffe frontend lowered it to) runs in onnxruntime
+with every tensor named in name_map.json exposed as an output;
 the reference executor runs the emitted files and returns every layer's output. Layers are
 compared in addLayer order; the first beyond tolerance is reported with the source nodes it
 came from and the passes that touched it, and a standalone repro can be written: the ONNX
@@ -15,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from irc.errors import IrcError
 from irc.verify import compare, make_inputs, viya_input
 
 
@@ -67,20 +67,30 @@ def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return exposed
 
 
+def _source_onnx(source, weights, frontend_options) -> onnx.ModelProto:
+    """The ONNX the IR was imported from: the file itself, or what the Keras/Caffe frontend
+    lowered the source to (its numbers are checked against Keras/OpenCV by `irc verify`)."""
+    from irc.frontends.source import open_source, to_onnx
+
+    src = open_source(source, weights, **frontend_options)
+    lowered = to_onnx(src).onnx
+    if isinstance(lowered, onnx.ModelProto):
+        return lowered
+    return onnx.load(str(lowered))
+
+
 def diff(source, outdir, inputs=None, rtol: float = 1e-4, atol: float = 1e-5, seed: int = 0,
-         batch: int = 1, repro_dir=None, options=None) -> DiffReport:
+         batch: int = 1, repro_dir=None, options=None, weights=None,
+         **frontend_options) -> DiffReport:
+    """Layer-by-layer comparison of the output folder with the source's lowered ONNX, run by
+    onnxruntime with every intermediate tensor exposed."""
     from irc.backends.viya.executor import execute, load_viya_model
-    from irc.frontends.source import open_source
     from irc.ir.onnx_export import run_onnxruntime
 
-    if open_source(source).kind != "onnx":
-        raise IrcError("irc diff compares ONNX sources for now",
-                       hint="Keras and Caffe sources get their layer-by-layer oracles with "
-                            "their frontends")
     outdir = Path(outdir)
     payloads = json.loads((outdir / "model.json").read_text(encoding="utf-8"))
     name_map = json.loads((outdir / "name_map.json").read_text(encoding="utf-8"))
-    model = source if isinstance(source, onnx.ModelProto) else onnx.load(str(source))
+    model = _source_onnx(source, weights, frontend_options)
     feeds = inputs if inputs is not None else make_inputs(payloads, seed, batch)
     tensors = [info["tensor"] for info in name_map["layers"].values() if info.get("tensor")]
     reference = run_onnxruntime(_with_outputs(model, tensors), feeds)

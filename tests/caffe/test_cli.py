@@ -84,3 +84,12 @@ def test_caffemodel_given_as_the_model(tmp_path):
     weights = random_caffemodel(write_net(tmp_path, NET), tmp_path / "w.caffemodel")
     out = tmp_path / "o"
     assert_refused(irc_cli("compile", weights, "-o", out), out, "--weights")
+
+
+def test_diff_walks_a_caffe_net_layer_by_layer(tmp_path):
+    out = tmp_path / "lenet"
+    proto, weights = corpus("lenet.prototxt"), corpus("lenet_iter_10000.caffemodel")
+    assert irc_cli("compile", proto, "--weights", weights, "-o", out, "--no-verify").returncode == 0
+    result = irc_cli("diff", proto, out, "--weights", weights)
+    assert result.returncode == 0, result.stderr
+    assert "conv2" in result.stdout and "every compared layer matches" in result.stdout
