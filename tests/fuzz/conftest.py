@@ -4,6 +4,9 @@ Environment:
   IRC_FUZZ_ITERATIONS=N   cases per format (default: each format's default_iterations)
   IRC_FUZZ_SEED=S         base seed of the mutations (default 0)
   IRC_FUZZ_GUARD_BYTES=B  address-space head room per case (default 6 GiB)
+  IRC_FUZZ_CASE_TIMEOUT=S a case still running after S seconds (120) is a hang: every stack is
+                          dumped to the terminal and the session ends
+  IRC_FUZZ_KERAS_HUGE=1   also declare huge Keras layer sizes (TensorFlow takes ~10 s each)
 """
 from __future__ import annotations
 

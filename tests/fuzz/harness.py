@@ -378,8 +378,10 @@ def run_case(fmt: FuzzFormat, plan: Plan, seed: Seed, root: Path, base_seed: int
         again = invoke(fmt.verify_argv(main_file, out))
         if again[0] != 0:
             detail = (again[3] or again[2] or again[1]).strip().splitlines()[-1:] or [""]
-            result.problems[SILENT] = (f"`irc verify --seed 7` of the written folder exits "
-                                       f"{again[0]}: {detail[0][:300]}")
+            nan = any(" nan " in line for line in again[1].splitlines())
+            result.problems[SILENT] = (
+                f"`irc verify --seed 7` of the written folder exits {again[0]}: {detail[0][:300]}"
+                + (" (NaN in the compared outputs)" if nan else ""))
     return result
 
 

@@ -243,14 +243,16 @@ def names(rng: random.Random, folder: Path, seed: Seed) -> Mutation:
         raise NotApplicable
     config = _read_config(path)
     old = [layer["config"]["name"] for layer in _layers(config)]
-    pool = [n for n in WEIRD_NAMES if "/" not in n and "\x00" not in n]
+    # New names only: a name repeated exactly would make an invalid model, not a renamed one.
+    pool = [n for n in WEIRD_NAMES if "/" not in n and "\x00" not in n and n not in old]
     how = rng.choice(["weird", "collide", "long"])
     if how == "weird":
         mapping = dict(zip(old, rng.sample(pool, len(old))))
     elif how == "collide":
-        a, b = rng.sample(old, 2)
-        mapping = dict(zip((a, b), rng.choice([("Conv1", "conv1"), ("a.b", "A-B"),
-                                               ("x y", "X_Y")])))
+        pair = rng.choice([("Conv1", "conv1"), ("a.b", "A-B"), ("x y", "X_Y")])
+        if set(pair) & set(old):
+            raise NotApplicable
+        mapping = dict(zip(rng.sample(old, 2), pair))
     else:
         mapping = {n: "n" * 300 + str(i) for i, n in enumerate(old)}
     config = _rename_everywhere(config, mapping)
