@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from irc.errors import IrcIOError, VerificationFailed
+from irc.errors import InvalidModel, IrcIOError, VerificationFailed
 
 
 @dataclass
@@ -130,6 +130,11 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
     comparisons = []
     for out_name, layer in name_map["outputs"].items():
         ref = reference[out_name]
+        if not np.isfinite(ref).all():
+            raise InvalidModel(f"the source model's own output {out_name!r} holds NaN or "
+                               "infinite values on the verification inputs, so nothing can be "
+                               "compared", file=str(outdir), hint="the source overflows (huge "
+                               "weights?); fix it, or verify with your own --inputs")
         max_abs, max_rel, ok = compare(ref, viya_outputs[layer], rtol, atol)
         comparisons.append(OutputComparison(out_name, layer, tuple(ref.shape[1:]), max_abs,
                                             max_rel, ok))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import text_format
 
-from irc.errors import VerificationFailed
+from irc.errors import InvalidModel
 from irc.frontends.caffe.reader import read_prototxt, v1_type
 
 _DATA_LAYERS = ("Data", "MemoryData")
@@ -61,6 +61,9 @@ def run_opencv_oracle(prototxt, caffemodel, x) -> dict[str, np.ndarray]:
     {input top: array}): {Caffe top name: array} for every net output."""
     import cv2
 
+    if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # one message only
+
     caffe_net = read_prototxt(prototxt)
     layers = caffe_net.layers
     inputs = list(caffe_net.net.input) + [t for l in layers if l.type == "Input" for t in l.tops] \
@@ -82,6 +85,8 @@ def run_opencv_oracle(prototxt, caffemodel, x) -> dict[str, np.ndarray]:
                 net.setInput(value, name if len(feeds) > 1 else "")
             results = net.forward(list(outputs.values()))
         except cv2.error as exc:
-            raise VerificationFailed(f"OpenCV could not run the Caffe net: {exc}",
-                                     file=str(prototxt)) from None
+            first = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else "cv2.error"
+            raise InvalidModel(f"OpenCV, irc's Caffe oracle, cannot run the net: {first}",
+                               file=str(prototxt), hint="the net or its weights are broken for "
+                               "Caffe too (nothing was written)") from None
     return {top: np.asarray(r) for top, r in zip(outputs, results)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +56,8 @@ def _load_keras_zip(path: Path, label: str, allow_lambda: bool) -> KerasSource:
     try:
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, RuntimeError, EOFError,
+            NotImplementedError, zlib.error) as exc:
         raise InvalidModel(f"not a Keras 3 .keras archive ({type(exc).__name__}: {exc})",
                            file=label, hint="save it with model.save('name.keras')") from None
     _guard_config(config, label, allow_lambda)

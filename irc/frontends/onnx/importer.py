@@ -16,6 +16,7 @@ from irc.frontends.registry import HandlerRegistry, format_unsupported
 from irc.ir.graph import Graph, Provenance
 from irc.ir.tensors import BATCH, TensorType
 from irc.frontends.onnx import const_eval, loader
+from irc.limits import check_graph_size, check_tensor_bytes, graph_depth
 
 ONNX_OPS = HandlerRegistry("ONNX")
 
@@ -128,6 +129,13 @@ class OnnxImporter:
         if any(i and not self.graph.has_value(i) for i in node.input):
             return True  # an input failed to fold; that problem is already recorded
         inputs = {i: np.asarray(self.graph.const(i)) for i in dict.fromkeys(node.input) if i}
+        if node.op_type in ("ConstantOfShape", "Expand") and node.input:
+            # The result's size is in a (small) input: check it before evaluating anything.
+            shape = inputs.get(node.input[-1] if node.op_type == "Expand" else node.input[0])
+            if shape is not None and shape.ndim == 1 and shape.dtype.kind in "iu":
+                check_tensor_bytes([int(d) for d in shape], np.float32,
+                                   f"{node.op_type} result", file=self.label,
+                                   node=self._current, allow_empty=True)
         try:
             results = const_eval.evaluate(node, inputs, self.opset)
         except Exception as exc:  # the reference evaluator raises many unrelated types
@@ -140,6 +148,9 @@ class OnnxImporter:
         return True
 
     def run(self) -> Graph:
+        nodes = self.model.graph.node
+        check_graph_size(len(nodes), graph_depth((n.input, n.output) for n in nodes),
+                         file=self.label)
         self._foldable = const_eval.foldable_nodes(self.model)
         self.scan_unsupported()
         g = self.model.graph

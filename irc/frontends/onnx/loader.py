@@ -141,7 +141,11 @@ def check_names(model: onnx.ModelProto, label: str) -> None:
               ("tensor", [t for n in g.node for t in list(n.input) + list(n.output)]),
               ("initializer", [t.name for t in g.initializer]),
               ("graph input/output", [v.name for v in list(g.input) + list(g.output)]),
-              ("domain", [n.domain for n in g.node])]
+              ("domain", [n.domain for n in g.node]), ("graph", [g.name]),
+              ("value_info", [v.name for v in g.value_info]),
+              ("attribute", [a.name for n in g.node for a in n.attribute]),
+              ("external data", [e.value for t in g.initializer for e in t.external_data]
+               + [e.key for t in g.initializer for e in t.external_data])]
     for what, names in groups:
         bad = next((n for n in names if not isinstance(n, str)), None)
         if bad is not None:

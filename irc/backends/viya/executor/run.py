@@ -35,6 +35,10 @@ def execute(model: ViyaModelFiles, x, options: ExecutorOptions | None = None,
                            file=str(model.model_path))
     shapes = infer_shapes(model, options)   # rejects inconsistent graphs before any compute
     _check_loaded_weights(model, options)
+    from irc.limits import check_activation_budget
+
+    # Every kept activation at once (all_layers, as `irc diff` and verify use it) must fit.
+    check_activation_budget(shapes, x.shape[0], file=str(model.model_path))
     terminal = set(model.terminal_layers())
     last_use = {src: i for i, layer in enumerate(model.layers) for src in layer.src_layers}
     values, kept = {}, {}
