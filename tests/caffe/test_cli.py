@@ -2,13 +2,10 @@
 and bad input (exit 2, one message, no output folder)."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from tests.caffe.conftest import corpus, random_caffemodel, write_net
+from tests.cli_helpers import assert_refused, irc_cli
 
 NET = """
 name: "tiny"
@@ -20,19 +17,6 @@ layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
 layer { name: "fc" type: "InnerProduct" bottom: "conv1" top: "fc"
         inner_product_param { num_output: 5 } }
 """
-
-
-def irc_cli(*args):
-    return subprocess.run([sys.executable, "-m", "irc", *map(str, args)], capture_output=True,
-                          text=True)
-
-
-def assert_refused(result, out: Path, *words):
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr and result.stderr.count("irc: ") == 1
-    for word in words:
-        assert word in result.stderr, result.stderr
-    assert not out.exists() and not list(out.parent.glob(f".{out.name}.irc-*"))
 
 
 def test_trained_lenet_compiles_and_verifies_against_opencv(tmp_path):

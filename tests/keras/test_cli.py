@@ -2,8 +2,6 @@
 input (exit 2, one message, no output), and a Lambda's code never runs without the opt-in."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -11,20 +9,8 @@ import numpy as np
 import pytest
 
 import irc
+from tests.cli_helpers import assert_refused, irc_cli
 from tests.keras.conftest import set_random_weights
-
-
-def irc_cli(*args):
-    return subprocess.run([sys.executable, "-m", "irc", *map(str, args)], capture_output=True,
-                          text=True)
-
-
-def assert_refused(result, out: Path, *words):
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr and result.stderr.count("irc: ") == 1
-    for word in words:
-        assert word in result.stderr, result.stderr
-    assert not out.exists() and not list(out.parent.glob(f".{out.name}.irc-*"))
 
 
 @pytest.fixture(scope="module")
