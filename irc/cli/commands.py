@@ -44,8 +44,10 @@ def cmd_compile(args) -> int:
     out = model.save(args.output, force=args.force, progress=tick, check=check)
     progress.done()
     if not args.quiet:
-        print(f"wrote {out}/ ({len(model.layers)} layers, {model.weight_bytes() / 1e6:.1f} MB of "
-              "weights)")
+        from irc.limits import format_bytes
+
+        print(f"wrote {out}/ ({len(model.layers)} layers, {format_bytes(model.weight_bytes())} "
+              "of weights)")
         for note in model.notes:
             print(f"note: {note}")
         if result_box:

@@ -117,8 +117,10 @@ class ViyaModel:
             return deploy(self.save(Path(tmp) / self.name), conn, **options)
 
     def summary(self) -> str:
+        from irc.limits import format_bytes
+
         lines = [f"Viya model {self.name!r} ({self.model_type}), {len(self.layers)} layers, "
-                 f"{self.weight_bytes() / 1e6:.1f} MB of weights"]
+                 f"{format_bytes(self.weight_bytes())} of weights"]
         for layer in self.layers:
             src = ",".join(layer.sources)
             shape = "x".join(str(d) for d in layer.out_shape)
