@@ -109,3 +109,20 @@ def test_constant_subgraphs_fold_at_import_even_without_handlers():
     assert g.op_counts() == {"Reshape": 1, "Gemm": 1}
     assert g.is_const(g.node("flat").inputs[1])
     np.testing.assert_array_equal(g.const(g.node("flat").inputs[1]), [1, 48])
+
+
+def test_huge_constant_results_are_refused_before_evaluation(monkeypatch):
+    """A few bytes of ONNX can ask for gigabytes: ConstantOfShape and Tile are sized first."""
+    from irc.limits import ResourceLimitExceeded
+
+    monkeypatch.setenv("IRC_MAX_TENSOR_BYTES", "1M")
+    for make in ("ConstantOfShape", "Tile"):
+        b = OnnxBuilder("huge", (1, 3, 4, 4))
+        if make == "ConstantOfShape":
+            big = b.op("ConstantOfShape", b.const(np.array([4000, 4000], np.int64)))
+        else:
+            big = b.op("Tile", b.const(np.ones((2, 2), np.float32)),
+                       b.const(np.array([2000, 2000], np.int64)))
+        x = b.op("Add", b.input, b.op("ReduceSum", big, keepdims=0))
+        with pytest.raises(ResourceLimitExceeded, match=make):
+            import_onnx(b.build([x]))

@@ -136,6 +136,12 @@ class OnnxImporter:
                 check_tensor_bytes([int(d) for d in shape], np.float32,
                                    f"{node.op_type} result", file=self.label,
                                    node=self._current, allow_empty=True)
+        if node.op_type == "Tile" and len(node.input) > 1 and node.input[1] in inputs:
+            data, repeats = inputs[node.input[0]], inputs[node.input[1]].reshape(-1)
+            if repeats.dtype.kind in "iu" and len(repeats) == data.ndim:
+                check_tensor_bytes([int(d) * int(r) for d, r in zip(data.shape, repeats)],
+                                   data.dtype, "Tile result", file=self.label,
+                                   node=self._current, allow_empty=True)
         try:
             results = const_eval.evaluate(node, inputs, self.opset)
         except Exception as exc:  # the reference evaluator raises many unrelated types
