@@ -100,13 +100,17 @@ def _report_instruments(args, instruments, ctx) -> None:
             print(f"  {node}: {why}", file=sys.stderr)
 
 
+def _key_values(pairs) -> dict[str, str]:
+    """Repeated ``--option KEY=VALUE`` arguments as {KEY: VALUE} (values left as text)."""
+    return dict(pair.partition("=")[::2] for pair in pairs or [])
+
+
 def _executor_options(pairs):
     """--option key=value ... -> ExecutorOptions (numbers parsed, the rest as strings)."""
     from irc.backends.viya.executor import ExecutorOptions
 
     values = {}
-    for pair in pairs or []:
-        key, _, raw = pair.partition("=")
+    for key, raw in _key_values(pairs).items():
         try:
             values[key] = float(raw)
         except ValueError:

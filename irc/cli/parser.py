@@ -22,6 +22,17 @@ def build_parser() -> argparse.ArgumentParser:
         if quiet:
             p.add_argument("--quiet", "-q", action="store_true", help="no progress or summary")
 
+    def comparison(p):
+        """How `verify` and `diff` compare the source with the executor."""
+        p.add_argument("--inputs", help=".npz with one array per source input "
+                       "(default: seeded random)")
+        p.add_argument("--rtol", type=float, default=1e-4)
+        p.add_argument("--atol", type=float, default=1e-5)
+
+    def executor_options(p):
+        p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                       help="reference executor option for an open point (viya-semantics.md §16)")
+
     def frontend(p):
         p.add_argument("--weights", metavar="CAFFEMODEL", help="a Caffe net's .caffemodel")
         p.add_argument("--drop-lrn", action="store_true",
@@ -71,13 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("outdir")
     frontend(p)
-    p.add_argument("--inputs", help=".npz with one array per source input (default: seeded random)")
-    p.add_argument("--rtol", type=float, default=1e-4)
-    p.add_argument("--atol", type=float, default=1e-5)
+    comparison(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="reference executor option for an open point (viya-semantics.md §16)")
+    executor_options(p)
     common(p, quiet=False)
     p.set_defaults(func=cmd_verify)
 
@@ -95,13 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("outdir")
     frontend(p)
-    p.add_argument("--inputs", help=".npz with one array per source input")
-    p.add_argument("--rtol", type=float, default=1e-4)
-    p.add_argument("--atol", type=float, default=1e-5)
+    comparison(p)
     p.add_argument("--repro", metavar="DIR", help="write the diverging layer's ONNX sub-graph "
                    "and its inputs here")
-    p.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="reference executor option for an open point (viya-semantics.md §16)")
+    executor_options(p)
     common(p, quiet=False)
     p.set_defaults(func=cmd_diff)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from irc.errors import UnsupportedAttribute
 
 from irc.cli.options import (_executor_options, _frontend_options, _input_shapes,
-                             _write_or_print)
+                             _key_values, _write_or_print)
 
 
 def cmd_diff(args) -> int:
@@ -78,10 +78,7 @@ def cmd_inspect(args) -> int:
 def cmd_export(args) -> int:
     from irc.frontends.viya import export
 
-    options = {}
-    for pair in args.option or []:
-        key, _, value = pair.partition("=")
-        options[key] = value
+    options = _key_values(args.option)
     if args.seed is not None:
         options["seed"] = args.seed
     if args.fc_weight_order:
