@@ -66,14 +66,13 @@ def test_recurrent_layers_convert_without_tf2onnx(keras, no_tf2onnx):
     (lambda L, x: L.Dense(2)(L.Dense(3, activation="softmax")(L.Flatten()(x))),
      "softmax before the end of the model"),
     (lambda L, x: L.Conv2D(2, 3, dilation_rate=2, padding="same")(x), r"dilation_rate=\(2, 2\)"),
-    (lambda L, x: L.Conv2D(4, 3, groups=2)(L.Conv2D(4, 1)(x)), "groups=2"),
     (lambda L, x: L.ReLU(max_value=6.0)(x), "max_value=6.0: Viya has no clipped relu"),
     (lambda L, x: L.ELU(alpha=0.5)(x), "ELU alpha=0.5"),
     (lambda L, x: L.Reshape((2, 2, 8))(x), r"Reshape \(4, 4, 2\) -> \(2, 2, 8\)"),
     (lambda L, x: L.Activation("swish")(x), "activation '(swish|silu)': Viya has no swish"),
     (lambda L, x: L.Softmax()(x), r"softmax over a tensor of shape \(4, 4, 2\)"),
     (lambda L, x: L.Dense(3)(x), "Dense on a tensor of shape"),
-], ids=["mid_softmax", "dilation", "groups", "relu6", "elu_alpha", "reshape", "swish",
+], ids=["mid_softmax", "dilation", "relu6", "elu_alpha", "reshape", "swish",
         "softmax_4d", "dense_4d"])
 def test_configuration_refused(keras, no_tf2onnx, make, message):
     x = keras.Input((4, 4, 2))

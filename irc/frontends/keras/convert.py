@@ -14,7 +14,7 @@ import onnx
 
 from irc.errors import UnsupportedAttribute, UnsupportedOp
 from irc.frontends.keras import layers as keras_layers
-from irc.frontends.keras import recurrent, recurrent_emit
+from irc.frontends.keras import direct, recurrent, recurrent_emit
 from irc.frontends.keras.layers import model_tensors
 from irc.frontends.keras.loading import KerasSource, load
 from irc.frontends.keras.onnx_cleanup import clean
@@ -76,14 +76,30 @@ def _input_dims(model, input_shape, label: str) -> tuple[int, ...]:
     return shape
 
 
-def to_onnx(src: KerasSource, input_shape=None, allow_lambda: bool = False) -> onnx.ModelProto:
-    """Scan, convert with tf2onnx and clean up (see the module docstring)."""
+def to_onnx(src: KerasSource, input_shape=None, allow_lambda: bool = False,
+            route: str = "auto") -> onnx.ModelProto:
+    """Scan, convert (irc's direct emitter, else tf2onnx) and clean up (see the module
+    docstring). ``route``: "auto", "direct" (refuse what the direct emitter lacks) or
+    "tf2onnx"."""
     model = src.model
     if recurrent.has_recurrent(model):  # tf2onnx makes Loops of GRU/SimpleRNN: emit directly
         return recurrent_emit.to_onnx(src, input_shape)
-    keras_layers.scan(model, allow_lambda, src.label, src.flavor)
+    reason = direct.why_not(model) if route != "tf2onnx" else "tf2onnx asked for"
+    keras_layers.scan(model, allow_lambda, src.label, src.flavor,
+                      through_tf2onnx=reason is not None)
+    if reason is not None and route == "direct":
+        raise UnsupportedOp(f"the direct Keras route cannot convert this model: {reason}",
+                            file=src.label, hint="use route='auto' (tf2onnx)")
     dims = _input_dims(model, input_shape, src.label)
     names = output_names(model)
+    if reason is None:
+        proto = direct.to_onnx(model, dims, input_name(model), src.label, src.flavor)
+        return clean(proto, names, src.label)
+    return _layer_scoped_names(clean(_tf2onnx(src, dims, names), names, src.label))
+
+
+def _tf2onnx(src: KerasSource, dims: tuple[int, ...], names: list[str]) -> onnx.ModelProto:
+    model = src.model
     mods = tf_modules()
     tf, tf2onnx = mods.tf, mods.tf2onnx
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
@@ -108,7 +124,7 @@ def to_onnx(src: KerasSource, input_shape=None, allow_lambda: bool = False) -> o
     _rename_input(proto, input_name(model))
     proto.graph.name = model.name
     proto.producer_name = f"irc keras frontend ({src.flavor}) via tf2onnx"
-    return _layer_scoped_names(clean(proto, names, src.label))
+    return proto
 
 
 def _layer_scoped_names(proto: onnx.ModelProto) -> onnx.ModelProto:

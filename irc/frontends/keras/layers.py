@@ -35,10 +35,12 @@ _ACTIVATION_WHY = {
 class ScanContext:
     """What a handler needs besides the layer, and the problems it reports."""
 
-    def __init__(self, output_layers: set[str], allow_lambda: bool, flavor: str):
+    def __init__(self, output_layers: set[str], allow_lambda: bool, flavor: str,
+                 through_tf2onnx: bool = True):
         self.output_layers = output_layers
         self.allow_lambda = allow_lambda
         self.flavor = flavor  # "keras3" or "tf_keras"
+        self.through_tf2onnx = through_tf2onnx  # False: irc's direct emitter writes the ONNX
         self.problems: list[tuple[str, str]] = []
         self.layer_name = ""
 
@@ -132,7 +134,7 @@ def input_layer(layer, cfg, ctx):
 def conv2d(layer, cfg, ctx):
     """Conv2D -> convo; its activation joins the layer."""
     _channels_last(cfg, ctx)
-    if int(cfg.get("groups", 1)) != 1 and ctx.flavor == "keras3":
+    if int(cfg.get("groups", 1)) != 1 and ctx.flavor == "keras3" and ctx.through_tf2onnx:
         ctx.problem(f"Conv2D groups={cfg['groups']}: Keras 3 computes a grouped convolution in a "
                     "nested TensorFlow function that tf2onnx cannot convert")
     _no_dilation(cfg, ctx)
@@ -339,9 +341,10 @@ def output_layer_names(model) -> set[str]:
     return names
 
 
-def scan(model, allow_lambda: bool, label: str, flavor: str = "keras3") -> None:
+def scan(model, allow_lambda: bool, label: str, flavor: str = "keras3",
+         through_tf2onnx: bool = True) -> None:
     """Check every layer of ``model``; raise one error listing every problem found."""
-    ctx = ScanContext(output_layer_names(model), allow_lambda, flavor)
+    ctx = ScanContext(output_layer_names(model), allow_lambda, flavor, through_tf2onnx)
     n_inputs = len(model_tensors(model, "inputs"))
     if n_inputs != 1:
         ctx.layer_name = model.name

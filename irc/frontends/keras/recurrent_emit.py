@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from irc.errors import UnsupportedAttribute
+from irc.frontends.keras.onnx_writer import OnnxWriter
 from irc.frontends.keras.recurrent import (SequenceModel, Spec, _act_name, inner_spec, scan,
                                            specs_from_model, standard_cell)
 
@@ -49,29 +50,10 @@ def onnx_weights(spec: Spec) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     return w.astype(np.float32), r.astype(np.float32), b.astype(np.float32), int(reset_after)
 
 
-class _Emitter:
+class _Emitter(OnnxWriter):
     def __init__(self, input_name: str, steps: int, features: int):
-        self.nodes, self.inits = [], []
+        super().__init__(reserved=(input_name,))
         self.cur, self.steps, self.width, self.sequence = input_name, steps, features, True
-        self._names: set[str] = {input_name}
-
-    def fresh(self, hint: str) -> str:
-        name, k = hint, 1
-        while name in self._names:
-            k += 1
-            name = f"{hint}_{k}"
-        self._names.add(name)
-        return name
-
-    def const(self, hint: str, array) -> str:
-        name = self.fresh(hint)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        return name
-
-    def node(self, op: str, inputs: list, name: str, n_out: int = 1, **attrs) -> list[str]:
-        outs = [self.fresh(f"{name}_out{k}" if k else f"{name}_out") for k in range(n_out)]
-        self.nodes.append(helper.make_node(op, inputs, outs, name=self.fresh(name), **attrs))
-        return outs
 
     # ---- layers ---------------------------------------------------------------------------
     def recurrent(self, name: str, directions: list[Spec], direction: str) -> None:
