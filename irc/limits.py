@@ -137,7 +137,8 @@ def element_count(shape: Iterable, what: str = "tensor", file: str | None = None
     dims = list(shape)
     count = 1
     for axis, d in enumerate(dims):
-        if isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral):
+        if type(d) is not int and (isinstance(d, (bool, np.bool_)) or  # ABC checks are slow
+                                   not isinstance(d, numbers.Integral)):
             raise InvalidModel(f"{what} has dimension {d!r} at axis {axis} of shape "
                                f"{_show(dims)}; a fixed integer size is needed", file=file,
                                node=node, hint="give the model fixed sizes (--input-shape for "

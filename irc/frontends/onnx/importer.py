@@ -234,6 +234,6 @@ def import_onnx(source, input_shapes=None, label: str | None = None) -> Graph:
     from irc.frontends.onnx.rnn_layout import batch_first_recurrent
 
     label = label or (str(source) if not isinstance(source, onnx.ModelProto) else "<ModelProto>")
-    model, base_dir = loader.load_model(source, label)
+    model, base_dir = loader.load_model(source, label, map_weights=True)
     model = batch_first_recurrent(model, input_shapes, label)  # time-major RNN ops (issue 6)
     return OnnxImporter(model, label, base_dir, input_shapes).run()

@@ -1,7 +1,7 @@
 """Reading ONNX models: files (external data memory-mapped) or in-memory protos, and shapes.
 
-Weights are never copied here: inline initializers become read-only views on the protobuf
-bytes, external ones memory-mapped views on their files. Checking and shape inference run on a
+Weights are copied at most once here: inline initializers become read-only views on the bytes
+protobuf hands out (one copy of the field), external ones memory-mapped views on their files. Checking and shape inference run on a
 skeleton of the model whose large (and external) initializers are typed inputs, so a big model
 is never serialised again.
 """
@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper, numpy_helper
 
 from irc.errors import InvalidModel, UnsupportedAttribute
+from irc.frontends.onnx import wire
 from irc.ir.tensors import TensorType, WeightStore
 
 MIN_OPSET, MAX_OPSET = 9, 21
@@ -23,13 +24,20 @@ MIN_OPSET, MAX_OPSET = 9, 21
 _SKELETON_KEEP_ELEMENTS = 4096
 
 
-def load_model(source, label: str) -> tuple[onnx.ModelProto, Path | None]:
-    """The ModelProto (external data not loaded) and the folder its external data lives in."""
+def load_model(source, label: str, map_weights: bool = False
+               ) -> tuple[onnx.ModelProto, Path | None]:
+    """The ModelProto (external data not loaded) and the folder its external data lives in.
+
+    ``map_weights``: large inline initializers become references into the file, memory-mapped
+    by :func:`store_initializer` (:mod:`wire`); only for callers that never save the proto."""
     if isinstance(source, onnx.ModelProto):
         return source, None
     path = Path(source)
     if not path.is_file():
         raise InvalidModel("file not found", file=label, hint="check the path")
+    mapped = wire.read_mapped(path) if map_weights else None
+    if mapped is not None and mapped.graph.node and mapped.opset_import:
+        return mapped, path.parent
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError, OSError) as exc:
@@ -94,6 +102,9 @@ def store_initializer(store: WeightStore, tensor: TensorProto, base_dir: Path | 
     if tensor.data_location == TensorProto.EXTERNAL:
         info = _external_info(tensor)
         location = info.get("location", "")
+        if info.get(wire.INLINE_KEY) == "1" and base_dir is not None:  # irc's own reference
+            return _mapped_inline(store, base_dir / location, info, shape, dtype, nbytes,
+                                  name, label)
         if base_dir is None:
             raise InvalidModel(f"initializer {name!r} has external data but the model was "
                                "given in memory", file=label,
@@ -122,16 +133,33 @@ def store_initializer(store: WeightStore, tensor: TensorProto, base_dir: Path | 
         def load(target=target, offset=offset):
             return np.memmap(target, dtype=dtype, mode="r", offset=offset, shape=shape)
         return store.add_lazy(load, shape, dtype, hint=name)
-    if tensor.raw_data:
-        if len(tensor.raw_data) != nbytes:
-            raise InvalidModel(f"initializer {name!r}: {len(tensor.raw_data)} bytes for "
+    raw = tensor.raw_data  # protobuf (upb) copies a bytes field on every access: read it once
+    if raw:
+        if len(raw) != nbytes:
+            raise InvalidModel(f"initializer {name!r}: {len(raw)} bytes for "
                                f"shape {shape} {dtype}", file=label, hint="the file is corrupt")
-        return store.add(np.frombuffer(tensor.raw_data, dtype=dtype).reshape(shape), hint=name)
+        return store.add(np.frombuffer(raw, dtype=dtype).reshape(shape), hint=name)
     try:
         return store.add(numpy_helper.to_array(tensor), hint=name)
     except (ValueError, TypeError) as exc:  # element count of *_data does not match the dims
         raise InvalidModel(f"initializer {name!r}: its values do not fit shape {shape} ({exc})",
                            file=label, hint="the file is corrupt") from None
+
+
+def _mapped_inline(store: WeightStore, path: Path, info: dict, shape, dtype, nbytes: int,
+                   name: str, label: str):
+    """An inline initializer :mod:`wire` found at ``offset`` in the model file itself."""
+    offset = _external_int(info, "offset", name, label) or 0
+    length = _external_int(info, "length", name, label)
+    if length != nbytes:
+        raise InvalidModel(f"initializer {name!r}: {length} bytes for shape {shape} {dtype}",
+                           file=label, hint="the file is corrupt")
+    if nbytes == 0:
+        return store.add(np.zeros(shape, dtype), hint=name)
+
+    def load(path=path, offset=offset):
+        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    return store.add_lazy(load, shape, dtype, hint=name)
 
 
 def check_names(model: onnx.ModelProto, label: str) -> None:

@@ -64,7 +64,9 @@ class _Rewrite:
 
     def const(self, name):
         tensor = self.consts.get(name)
-        return None if tensor is None else numpy_helper.to_array(tensor)
+        if tensor is None or tensor.data_location == onnx.TensorProto.EXTERNAL:
+            return None  # external (or memory-mapped) data: large, never a shape constant
+        return numpy_helper.to_array(tensor)
 
     def consumers(self, value: str) -> list:
         return [n for n in self.nodes if id(n) not in self.removed and value in n.input]
