@@ -91,7 +91,11 @@ def cmd_ops(args) -> int:
         from irc.frontends.keras import KERAS_LAYERS
         from irc.frontends.keras.recurrent import RECURRENT_LAYERS
 
+        from irc.frontends.keras.direct_layers import DIRECT_LAYERS
+
         registries.append(("Keras layers", KERAS_LAYERS))
+        registries.append(("Keras layers irc writes to ONNX itself (other layers: tf2onnx)",
+                           DIRECT_LAYERS))
         registries.append(("Keras sequence-model layers", RECURRENT_LAYERS))
     except ImportError:  # the keras extra is not installed
         pass

@@ -38,7 +38,8 @@ KNOWN_BUGS: dict[str, str] = {
     # Caffe: OpenCV (the oracle) prints its own errors (and its bundled protobuf's) to stderr.
     "C3-opencv-log": r"written by native code, e.g. '(\[ERROR:|\[libprotobuf)",
     # Keras: layer/model names Keras accepts but TensorFlow scopes do not ('x y', 'a.b:c',
-    # non-ASCII) make tf2onnx fail; irc refuses a valid model as "unsupported op".
+    # non-ASCII) make tf2onnx fail; irc refuses a valid model as "unsupported op". Since the
+    # direct route (no tf2onnx) only models with a Lambda or Keras ops still meet it.
     "K1-keras-scope-names": r"valid inputs refused: .*tf2onnx could not convert the model",
     # Keras: a damaged .keras zip can raise RuntimeError ("encrypted"), NotImplementedError
     # (compression method), zlib.error or EOFError, which _load_keras_zip does not catch.

@@ -5,8 +5,9 @@
     outputs = run_keras(model, x_nchw)           # the oracle: {ONNX output name: array}
 
 Keras layers are checked first (``KERAS_LAYERS``: one handler per layer class; everything
-unsupported is reported in one error), then converted through tf2onnx and cleaned up into ONNX
-that irc's ONNX frontend takes. TensorFlow is imported only when a Keras model is compiled.
+unsupported is reported in one error), then written to ONNX by irc itself when every layer has
+a direct handler (:mod:`direct`), else converted through tf2onnx, and cleaned up into ONNX that
+irc's ONNX frontend takes. TensorFlow is imported only when a Keras model is compiled.
 Lambda layers and custom objects need ``allow_lambda=True``: nothing stored in a model file is
 executed without it.
 """
