@@ -77,13 +77,33 @@ class Graph:
     def __init__(self, name: str = "model", weights: WeightStore | None = None):
         self.name = name
         self.weights = weights if weights is not None else WeightStore()
+        self.version = 0  # bumped by every structural change (the pass manager reads it)
         self.inputs: list[str] = []
         self.outputs: list[str] = []
         self._nx = nx.MultiDiGraph()
         self._counter = itertools.count()
 
+    @property
+    def inputs(self) -> list[str]:
+        return self._inputs
+
+    @inputs.setter
+    def inputs(self, names: list[str]) -> None:
+        self._inputs = names
+        self.version += 1
+
+    @property
+    def outputs(self) -> list[str]:
+        return self._outputs
+
+    @outputs.setter
+    def outputs(self, names: list[str]) -> None:
+        self._outputs = names
+        self.version += 1
+
     # ---- construction ---------------------------------------------------------------------
     def _add_value(self, value: Value) -> Value:
+        self.version += 1
         if _val(value.name) in self._nx:
             raise GraphInvalid(f"value {value.name!r} defined twice")
         self._nx.add_node(_val(value.name), value=value)
@@ -104,6 +124,7 @@ class Graph:
                  attrs: dict | None = None, name: str | None = None,
                  provenance: Provenance | None = None) -> Node:
         """Add an op. ``outputs`` are (name, type) pairs of values this op defines."""
+        self.version += 1
         name = self.unique_node_name(name or op_type.lower())
         node = Node(name, op_type, list(inputs), [o for o, _ in outputs], dict(attrs or {}),
                     provenance or Provenance())
@@ -205,6 +226,7 @@ class Graph:
 
     # ---- mutation -------------------------------------------------------------------------
     def set_input(self, node: Node, slot: int, value_name: str) -> None:
+        self.version += 1
         old = node.inputs[slot]
         if old:
             for u, v, k, d in list(self._nx.in_edges(_op(node.name), keys=True, data=True)):
@@ -225,6 +247,7 @@ class Graph:
 
     def rename_value(self, old: str, new: str) -> None:
         """Rename value ``old`` to the unused name ``new`` everywhere (producer, readers, outputs)."""
+        self.version += 1
         if self.has_value(new):
             raise GraphInvalid(f"cannot rename {old!r}: {new!r} exists")
         key, value = _val(old), self.value(old)
@@ -244,6 +267,7 @@ class Graph:
         self.outputs = [new if o == old else o for o in self.outputs]
 
     def remove_node(self, node: Node, remove_outputs: bool = True) -> None:
+        self.version += 1
         if remove_outputs:
             for out in node.outputs:
                 if self._nx.out_degree(_val(out)) or out in self.outputs:
@@ -255,6 +279,7 @@ class Graph:
 
     def remove_unused_values(self) -> int:
         """Drop constants and op-less values nobody reads; returns how many went."""
+        self.version += 1
         dead = [k for k, d in self._nx.nodes(data=True)
                 if k[0] == "val" and self._nx.degree(k) == 0
                 and k[1] not in self.inputs and k[1] not in self.outputs]
@@ -262,6 +287,7 @@ class Graph:
         return len(dead)
 
     def set_type(self, value_name: str, ttype: TensorType) -> None:
+        self.version += 1
         self.value(value_name).type = ttype
 
     def replace_const(self, value_name: str, data: np.ndarray) -> str:

@@ -62,14 +62,22 @@ def _fields(buf, start: int, end: int):
     pos = start
     while pos < end:
         field_start = pos
-        tag, pos = _varint(buf, pos)
+        tag = buf[pos]
+        if tag < 0x80:  # every field number in onnx.proto fits one tag byte
+            pos += 1
+        else:
+            tag, pos = _varint(buf, pos)
         number, wire = tag >> 3, tag & 7
         if wire == 0:
             _, next_pos = _varint(buf, pos)
         elif wire == 1:
             next_pos = pos + 8
         elif wire == 2:
-            length, pos = _varint(buf, pos)
+            length = buf[pos]
+            if length < 0x80:
+                pos += 1
+            else:
+                length, pos = _varint(buf, pos)
             next_pos = pos + length
         elif wire == 5:
             next_pos = pos + 4
@@ -129,7 +137,7 @@ def read_mapped(path: Path) -> onnx.ModelProto | None:
                                                                 path.name)))
                 else:
                     out.append(bytes(buf[field_start:field_end]))
-    except (_Malformed, OSError, ValueError):  # ValueError: mmap of an empty file
+    except (_Malformed, OSError, ValueError, IndexError):  # ValueError: an empty file
         return None
     model = onnx.ModelProto()
     try:

@@ -7,7 +7,6 @@ passes look for constant operands.
 from __future__ import annotations
 
 import numpy as np
-from onnx.reference import ReferenceEvaluator
 
 from irc.ir.graph import Graph
 from irc.ir.onnx_export import to_onnx
@@ -22,6 +21,8 @@ def _evaluate(graph: Graph, node) -> list[np.ndarray]:
     sub.add_node(node.op_type, node.inputs,
                  [(o, graph.value(o).type) for o in node.outputs], node.attrs, name=node.name)
     sub.outputs = list(node.outputs)
+    from onnx.reference import ReferenceEvaluator  # imported only when something folds
+
     results = ReferenceEvaluator(to_onnx(sub)).run(None, {})
     return [np.asarray(r) for r in results]
 
