@@ -16,6 +16,7 @@ one declared tensor            50% of physical RAM                   ``IRC_MAX_T
 all activations x batch        50% of physical RAM                   ``IRC_MAX_ACTIVATION_BYTES``
 graph nodes                    100 000                               ``IRC_MAX_NODES``
 graph depth (longest chain)    10 000                                ``IRC_MAX_GRAPH_DEPTH``
+reading a Keras .h5's metadata 60 seconds                            ``IRC_H5_READ_SECONDS``
 =============================  ====================================  ===============================
 
 Byte limits accept a plain integer or one with a K/M/G/T suffix (powers of 1024), e.g.
@@ -34,6 +35,7 @@ from irc.errors import InvalidModel, IrcError
 
 DEFAULT_MAX_NODES = 100_000
 DEFAULT_MAX_DEPTH = 10_000
+DEFAULT_H5_READ_SECONDS = 60
 _RAM_FRACTION = 0.5
 _FALLBACK_RAM = 8 << 30  # when the platform cannot say how much memory it has
 _SUFFIXES = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -99,6 +101,12 @@ def max_nodes() -> int:
 
 def max_depth() -> int:
     return _env_int("IRC_MAX_GRAPH_DEPTH", DEFAULT_MAX_DEPTH, suffixes=False)
+
+
+def h5_read_seconds() -> int:
+    """How long reading a Keras .h5 file's attributes may take (``IRC_H5_READ_SECONDS``):
+    libhdf5 can spin forever on a damaged file, so irc reads them in a child it can stop."""
+    return _env_int("IRC_H5_READ_SECONDS", DEFAULT_H5_READ_SECONDS, suffixes=False)
 
 
 def format_bytes(n: int) -> str:

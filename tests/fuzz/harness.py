@@ -268,7 +268,9 @@ def native_output():
 
 # Limits for the cases (irc.limits): far below the address-space guard, so a declared-huge
 # tensor is refused by irc's own checks (once wired) the same way on any machine.
-CASE_ENV = {"IRC_MAX_TENSOR_BYTES": "1G", "IRC_MAX_ACTIVATION_BYTES": "2G"}
+# IRC_H5_READ_SECONDS: a damaged .h5 that makes libhdf5 spin is refused after 10 s, not 60.
+CASE_ENV = {"IRC_MAX_TENSOR_BYTES": "1G", "IRC_MAX_ACTIVATION_BYTES": "2G",
+            "IRC_H5_READ_SECONDS": "10"}
 
 
 @contextlib.contextmanager

@@ -44,8 +44,6 @@ KNOWN_BUGS: dict[str, str] = {
     # Keras: a damaged .keras zip can raise RuntimeError ("encrypted"), NotImplementedError
     # (compression method), zlib.error or EOFError, which _load_keras_zip does not catch.
     "K4-keras-zip": r"@ .*keras/loading\.py:_load_keras_zip$",
-    # Keras: a byte-damaged .h5 makes libhdf5 spin forever in _load_h5 (found by the probe).
-    "K3-h5-hang": r"^hangs: HANG \(probe\)",
 }
 
 

@@ -167,3 +167,50 @@ def test_tf_keras_through_tf_use_legacy_keras(tmp_path):
                           timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "['input', 'convo', 'pool', 'output']"
+
+
+def _fake_python(tmp_path, monkeypatch, body: str):
+    """Point sys.executable at a shell script, so the .h5 guard's child does ``body``."""
+    import sys
+
+    script = tmp_path / "python"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(script))
+
+
+def test_h5_whose_metadata_never_finishes_is_refused(tmp_path, monkeypatch):
+    """libhdf5 can spin forever on a damaged file; the guard's child is killed after
+    IRC_H5_READ_SECONDS and the file refused (fuzz K3)."""
+    import time
+
+    from irc.frontends.keras.loading import load
+
+    path = tmp_path / "m.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    _fake_python(tmp_path, monkeypatch, "sleep 30")
+    monkeypatch.setenv("IRC_H5_READ_SECONDS", "1")
+    start = time.monotonic()
+    with pytest.raises(InvalidModel, match="did not finish in 1 s"):
+        load(path)
+    assert time.monotonic() - start < 10
+
+
+def test_h5_that_crashes_h5py_is_refused(tmp_path, monkeypatch):
+    from irc.frontends.keras.loading import load
+
+    path = tmp_path / "m.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    _fake_python(tmp_path, monkeypatch, "kill -SEGV $$")
+    with pytest.raises(InvalidModel, match=r"h5py crashed \(signal 11\)"):
+        load(path)
+
+
+def test_h5_guard_reads_the_real_attributes(tmp_path, keras):
+    from irc.frontends.keras.h5_guard import read_attributes
+
+    x = keras.Input((4,))
+    path = tmp_path / "m.h5"
+    keras.Model(x, keras.layers.Dense(2, name="d")(x)).save(str(path))
+    config, version = read_attributes(path, str(path))
+    assert '"d"' in config and version.startswith("3")

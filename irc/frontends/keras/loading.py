@@ -70,21 +70,15 @@ def _load_keras_zip(path: Path, label: str, allow_lambda: bool) -> KerasSource:
 
 
 def _load_h5(path: Path, label: str, allow_lambda: bool) -> KerasSource:
-    import h5py
+    from irc.frontends.keras.h5_guard import read_attributes
 
-    try:
-        with h5py.File(path, "r") as f:
-            raw = f.attrs.get("model_config")
-            version = f.attrs.get("keras_version", "")
-    except OSError as exc:
-        raise InvalidModel(f"not an HDF5 file ({exc})", file=label) from None
+    raw, version = read_attributes(path, label)  # in a child: libhdf5 can hang on bad files
     if raw is None:
         raise InvalidModel("the .h5 file has no model_config: it holds weights only",
                            file=label, hint="save the whole model (model.save('name.h5')), not "
                                             "save_weights()")
-    version = version.decode() if isinstance(version, bytes) else str(version)
     try:
-        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        config = json.loads(raw)
     except ValueError as exc:
         raise InvalidModel(f"the model_config attribute is not JSON ({exc})", file=label) from None
     _guard_config(config, label, allow_lambda)

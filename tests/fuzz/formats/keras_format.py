@@ -68,37 +68,7 @@ def _seeded(model, seed: int):
     return model
 
 
-_H5_PROBE = """
-import sys, h5py
-def attrs(name, obj=None):
-    for key in (obj if obj is not None else f).attrs:
-        (obj if obj is not None else f).attrs.get(key)
-with h5py.File(sys.argv[1], "r") as f:
-    attrs(None)
-    f.visititems(attrs)
-"""
-PROBE_SECONDS = 20
-
-
 class KerasFormat(FuzzFormat):
-    def hang_probe(self, main_file: Path, applied: list[str]) -> str | None:
-        """A byte-damaged .h5 can make libhdf5 spin forever reading an attribute (seen in
-        irc/frontends/keras/loading.py:_load_h5): read every attribute in a child first."""
-        if main_file.suffix != ".h5" or not any(a in BYTE_MUTATORS for a in applied):
-            return None
-        import subprocess
-        import sys
-
-        try:
-            done = subprocess.run([sys.executable, "-c", _H5_PROBE, str(main_file)],
-                                  capture_output=True, timeout=PROBE_SECONDS)
-        except subprocess.TimeoutExpired:
-            return (f"HANG (probe): reading the attributes of this .h5 does not finish in "
-                    f"{PROBE_SECONDS} s (libhdf5 spins); irc's _load_h5 would hang the same way")
-        if done.returncode < 0:
-            return f"CRASH (probe): h5py reading this .h5 died of signal {-done.returncode}"
-        return None
-
     def build_seed(self, name: str, folder: Path) -> Seed:
         keras = _keras()  # TensorFlow's start-up messages are written here, not in a case
         folder.mkdir(parents=True, exist_ok=True)
