@@ -281,6 +281,15 @@ def test_refused_parameters_are_listed_together(tmp_path):
     assert err.value.file == str(proto) and err.value.node == "dil" and err.value.hint
 
 
+def test_eltwise_with_one_bottom_is_refused_as_caffe_does(tmp_path):
+    # Caffe's EltwiseLayer needs two bottoms (the net would not load); OpenCV runs it anyway.
+    body = conv("c", "data", 4) + layer("one", "Eltwise", "c") + layer("r", "ReLU", "one", "one")
+    proto = write_net(tmp_path, net(body))
+    with pytest.raises(UnsupportedAttribute, match="one: Eltwise with 1 bottom"):
+        compile_caffe(proto, None, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_softmax_mid_graph_is_refused_by_viya(tmp_path):
     body = layer("ip", "InnerProduct", "data", params="inner_product_param { num_output: 5 }") \
         + layer("prob", "Softmax", "ip") + layer("ip2", "InnerProduct", "prob",

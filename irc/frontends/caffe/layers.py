@@ -240,6 +240,11 @@ def eltwise(cv, i):
         cv.problem("Eltwise with several tops")
         raise Skip
     ins = cv.ins(i)
+    if len(ins) < 2:  # Caffe's EltwiseLayer: MinBottomBlobs() == 2, the net would not load
+        cv.problem(f"Eltwise with {len(ins)} bottom(s): Caffe needs at least two")
+        if ins:
+            cv.define(cv.layer_out[i][0], ins[0][1])  # later layers are still checked
+        raise Skip
     if p.operation != pb.EltwiseParameter.SUM:
         cv.problem(f"Eltwise {pb.EltwiseParameter.EltwiseOp.Name(p.operation)}: Viya's "
                    "residual layer only adds")
