@@ -126,3 +126,27 @@ def test_huge_constant_results_are_refused_before_evaluation(monkeypatch):
         x = b.op("Add", b.input, b.op("ReduceSum", big, keepdims=0))
         with pytest.raises(ResourceLimitExceeded, match=make):
             import_onnx(b.build([x]))
+
+
+def _constant_model(tensor: TensorProto) -> onnx.ModelProto:
+    from onnx import helper
+
+    const = helper.make_node("Constant", [], ["k"], value=tensor)
+    add = helper.make_node("Add", ["x", "k"], ["y"])
+    info = helper.make_tensor_value_info
+    graph = helper.make_graph([const, add], "g", [info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [info("y", TensorProto.FLOAT, [1, 3, 4, 4])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_constant_attribute_tensors_are_sized_before_evaluation():
+    """A Constant node's tensor declares (10^5, 10^5, 100) floats: refused by size, nothing
+    allocated; one whose data does not fill its dims is one clear problem, not a checker echo."""
+    from irc.limits import ResourceLimitExceeded
+
+    huge = TensorProto(name="v", data_type=TensorProto.FLOAT, dims=[100000, 100000, 100])
+    with pytest.raises(ResourceLimitExceeded, match=r"Constant 'value' of shape 100000x100000x100"):
+        import_onnx(_constant_model(huge))
+    short = TensorProto(name="v", data_type=TensorProto.FLOAT, dims=[300, 300], raw_data=bytes(16))
+    with pytest.raises(UnsupportedAttribute, match="evaluating this constant Constant failed"):
+        import_onnx(_constant_model(short))

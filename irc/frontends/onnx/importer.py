@@ -136,6 +136,8 @@ class OnnxImporter:
                 check_tensor_bytes([int(d) for d in shape], np.float32,
                                    f"{node.op_type} result", file=self.label,
                                    node=self._current, allow_empty=True)
+        if node.op_type == "Constant":
+            self._check_constant_attribute(node)
         if node.op_type == "Tile" and len(node.input) > 1 and node.input[1] in inputs:
             data, repeats = inputs[node.input[0]], inputs[node.input[1]].reshape(-1)
             if repeats.dtype.kind in "iu" and len(repeats) == data.ndim:
@@ -152,6 +154,24 @@ class OnnxImporter:
         for out, result in zip([o for o in node.output if o], results):
             self.graph.add_const(out, self.graph.weights.add(np.ascontiguousarray(result), out))
         return True
+
+    def _check_constant_attribute(self, node: onnx.NodeProto) -> None:
+        """A Constant's tensor declares its size: check it before anything allocates it."""
+        for attr in node.attribute:
+            if attr.type != onnx.AttributeProto.TENSOR:
+                continue
+            t = attr.t
+            dtype = loader.np_dtype(t.data_type, f"Constant tensor {attr.name!r}", self.label)
+            check_tensor_bytes([int(d) for d in t.dims], dtype, f"Constant {attr.name!r}",
+                               file=self.label, node=self._current, allow_empty=True)
+
+    def _raise_problems(self) -> None:
+        if self.problems:
+            lines = [f"  {name}: {msg}" for name, msg in self.problems]
+            raise UnsupportedAttribute(
+                f"{len(self.problems)} problem(s) converting the ONNX graph:\n" + "\n".join(lines),
+                file=self.label, hint="each listed node computes something Viya cannot; change it "
+                                      "in the source model")
 
     def run(self) -> Graph:
         nodes = self.model.graph.node
@@ -174,6 +194,9 @@ class OnnxImporter:
                 folded_nodes.add(index)
                 folded_values.update({o: self.graph.const(o) for o in node.output
                                       if o and self.graph.has_value(o)})
+        # A constant that failed to evaluate is missing from the skeleton shape inference and
+        # the checker see, which would then report the wrong thing: report it now.
+        self._raise_problems()
         self._types = loader.infer_types(self.model, self._input_shapes, self.label,
                                          folded_values, folded_nodes)
         for inp in g.input:
@@ -204,12 +227,7 @@ class OnnxImporter:
                 self.problem(f"malformed {node.op_type} node ({type(exc).__name__}: {exc})")
         self._current = None
         self.graph.outputs = [o.name for o in g.output]
-        if self.problems:
-            lines = [f"  {name}: {msg}" for name, msg in self.problems]
-            raise UnsupportedAttribute(
-                f"{len(self.problems)} problem(s) converting the ONNX graph:\n" + "\n".join(lines),
-                file=self.label, hint="each listed node computes something Viya cannot; change it "
-                                      "in the source model")
+        self._raise_problems()
         missing = [o for o in self.graph.outputs if not self.graph.has_value(o)]
         if missing:
             raise UnsupportedAttribute(f"graph outputs {missing} are never computed", file=self.label)
