@@ -220,6 +220,24 @@ def test_gemm_hidden_then_output(tmp_path):
     assert fc["act"] == "tanh"
 
 
+@pytest.mark.parametrize("as_output", [False, True], ids=["fc", "softmax_output"])
+def test_concat_of_flattened_maps_into_dense_is_a_multi_source_fc(tmp_path, as_output):
+    """Two flattened maps of different shapes and a vector, concatenated, into a Gemm: Viya's fc
+    takes several srcLayers and flattens each, in srcLayers order (viya-semantics §1)."""
+    b = builder()
+    x = b.op("Relu", conv3(b, b.input, 4))
+    a = b.op("MaxPool", x, kernel_shape=[2, 2], strides=[2, 2])  # 4 x 4 x 4
+    c = b.conv(x, 3, 3, stride=2, pads=[1, 1, 1, 1])  # 3 x 4 x 4
+    v = b.op("Relu", b.gemm(b.op("Flatten", a), 64, 5))  # a vector
+    cat = b.op("Concat", b.op("Flatten", a), b.op("Flatten", c), v, axis=1)
+    y = b.gemm(cat, 64 + 48 + 5, 6)
+    y = b.op("Softmax", y) if as_output else b.op("Relu", y)
+    compile_and_verify(b.build([y]), tmp_path)
+    (dense,) = [layer for layer in viya_layers(tmp_path) if layer.get("n") == 6]
+    assert len(dense["srcLayers"]) == 3
+    assert "concat" not in layer_types(tmp_path)
+
+
 @pytest.mark.parametrize("bias", [True, False], ids=["with_add_bias", "no_bias"])
 def test_matmul(tmp_path, bias):
     b = builder()

@@ -62,13 +62,14 @@ def nchw_input(model, batch: int = 2, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch,) + shape).astype(np.float32)
 
 
-def compile_keras(source, out_dir: Path, allow_lambda: bool = False, input_shape=None):
+def compile_keras(source, out_dir: Path, allow_lambda: bool = False, input_shape=None,
+                  route: str = "auto"):
     """import_keras -> optimize -> lower -> save; the ViyaModel and the written folder."""
     from irc.api import optimize
     from irc.backends.viya.lower import lower
     from irc.frontends.keras import import_keras
 
-    graph = import_keras(source, input_shape=input_shape, allow_lambda=allow_lambda)
+    graph = import_keras(source, input_shape=input_shape, allow_lambda=allow_lambda, route=route)
     optimize(graph)
     model = lower(graph, "m")
     out = Path(out_dir) / "out"
@@ -76,7 +77,8 @@ def compile_keras(source, out_dir: Path, allow_lambda: bool = False, input_shape
     return model, out
 
 
-def compile_and_compare(source, tmp_path, x=None, allow_lambda: bool = False, oracle=None):
+def compile_and_compare(source, tmp_path, x=None, allow_lambda: bool = False, oracle=None,
+                        route: str = "auto"):
     """Compile ``source``, execute the files on ``x`` (N,C,H,W) and compare every output with
     Keras (``oracle``: the in-memory model when ``source`` is a path). Returns the addLayer
     payloads (``layer`` dicts with ``name`` and ``srcLayers``)."""
@@ -84,7 +86,7 @@ def compile_and_compare(source, tmp_path, x=None, allow_lambda: bool = False, or
     from irc.frontends.keras import run_keras
     from irc.verify import compare
 
-    _, out = compile_keras(source, tmp_path, allow_lambda=allow_lambda)
+    _, out = compile_keras(source, tmp_path, allow_lambda=allow_lambda, route=route)
     oracle = oracle if oracle is not None else source
     if x is None:
         from irc.frontends.keras.loading import load

@@ -57,6 +57,13 @@ def test_both_routes_match_keras(build, route, keras):
     assert ("direct" in producer) == (route == "direct")
 
 
+@pytest.mark.parametrize("build", BUILDERS, ids=[b.__name__ for b in BUILDERS])
+def test_tf2onnx_route_compiles_to_the_same_numbers(build, keras, tmp_path):
+    """The Viya files from the tf2onnx route, re-executed, match Keras too (test_layers.py
+    does this for the direct route)."""
+    compile_and_compare(build(keras, keras.layers), tmp_path, route="tf2onnx")
+
+
 def test_plain_cnn_takes_the_direct_route_without_tf2onnx(keras, no_tf2onnx, tmp_path):
     L = keras.layers
     x = keras.Input((9, 9, 3))

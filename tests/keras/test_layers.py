@@ -160,10 +160,21 @@ def nested_model(keras, L):
     return _model(keras, x, L.Dense(2)(L.Flatten()(inner(x))))
 
 
+def flattens_concatenated(keras, L):
+    # Two towers flattened (H,W,C order each) and a vector, concatenated, into Dense layers:
+    # one multi-source fc whose column segments are permuted separately.
+    x = keras.Input((8, 8, 3))
+    a = L.Flatten()(L.Conv2D(2, 3, activation="relu")(x))
+    b = L.Flatten()(L.MaxPooling2D()(L.Conv2D(3, 5, padding="same")(x)))
+    v = L.Dense(4, activation="tanh")(L.GlobalAveragePooling2D()(x))
+    h = L.Dense(6, activation="relu")(L.Concatenate()([a, b, v]))
+    return _model(keras, x, L.Dense(3, activation="softmax")(h))
+
+
 BUILDERS = [conv_valid_bias, conv_same_strided_no_bias, dense_stack,
             flatten_dropout_dense, two_flattens, batchnorm_variants, activations, add_concat_gap,
             pools, zero_padding, depthwise_separable, reshapes, four_d_outputs, vector_input,
-            sequential, nested_model]
+            sequential, nested_model, flattens_concatenated]
 
 
 @pytest.mark.parametrize("build", BUILDERS, ids=[b.__name__ for b in BUILDERS])
@@ -203,3 +214,9 @@ def test_output_activation_mirrors_keras(keras, tmp_path):
     probs = compile_and_compare(dense_stack(keras, keras.layers), tmp_path / "b")
     assert [la["act"] for la in logits if la["type"] == "output"] == ["identity"]
     assert [la["act"] for la in probs if la["type"] == "output"] == ["softmax"]
+
+
+def test_flattens_concatenated_into_dense_become_one_multi_source_fc(keras, tmp_path):
+    layers = compile_and_compare(flattens_concatenated(keras, keras.layers), tmp_path)
+    (fc,) = [layer for layer in layers if layer["type"] == "fc" and layer["n"] == 6]
+    assert len(fc["srcLayers"]) == 3 and "concat" not in types(layers)

@@ -116,16 +116,6 @@ def test_zero_padding_before_max_pool_of_negative_values(keras, tmp_path):
     assert "ZeroPadding2D before a max pool of values that may be negative" in text
 
 
-def test_flatten_into_concatenate_refused(keras, tmp_path):
-    def make(L, x):
-        a = L.Flatten()(L.Conv2D(2, 3)(x))
-        b = L.Flatten()(L.Conv2D(2, 5)(x))
-        return L.Dense(3)(L.Concatenate()([a, b]))
-
-    text = _refused_after_conversion(keras, make, tmp_path)
-    assert "a Keras Flatten (H,W,C order) read by" in text and "Concat" in text
-
-
 def test_flatten_as_model_output_refused(keras, tmp_path):
     text = _refused_after_conversion(keras, lambda L, x: L.Flatten()(L.Conv2D(2, 3)(x)),
                                      tmp_path)

@@ -91,3 +91,32 @@ def test_other_permutations_are_not_matched():
     graph = build(b, [b.gemm(f, C * H * W, 4)])
     changed, _, ctx = assert_pass_preserves(graph, "flatten_transpose_into_dense")
     assert not changed and not ctx.refusals
+
+
+def test_a_flatten_inside_a_concat_permutes_only_its_segment():
+    """Transpose -> Flatten -> Concat(vector, flatten) -> Gemm: the flatten's columns sit after
+    the vector's 6 and only they move; the numbers are unchanged."""
+    b = OnnxBuilder("nhwc_cat", (1, C, H, W))
+    x = b.conv(b.input, C, 3, pads=[1, 1, 1, 1], name="conv")
+    v = b.gemm(b.op("Flatten", b.input, axis=1, name="fv"), C * H * W, 6, name="vec")
+    f = b.op("Flatten", b.op("Transpose", x, perm=[0, 2, 3, 1], name="t"), axis=1, name="f")
+    cat = b.op("Concat", v, f, axis=1, name="cat")
+    graph = build(b, [b.gemm(cat, 6 + C * H * W, 5, name="fc")])
+    changed, out, ctx = assert_pass_preserves(graph, "flatten_transpose_into_dense")
+    assert changed and not ctx.refusals and "Transpose" not in out.op_counts()
+    old = graph.const(graph.producer("fc").inputs[1])
+    new = out.const(out.producer("fc").inputs[1])
+    np.testing.assert_array_equal(new[:, :6], old[:, :6])
+    for c, h, w in [(0, 0, 1), (2, 3, 4), (1, 2, 0)]:
+        np.testing.assert_array_equal(new[:, 6 + c * H * W + h * W + w],
+                                      old[:, 6 + h * W * C + w * C + c])
+
+
+def test_a_concat_read_by_something_else_is_refused():
+    b = OnnxBuilder("nhwc_cat_relu", (1, C, H, W))
+    x = b.conv(b.input, C, 3, pads=[1, 1, 1, 1], name="conv")
+    f = b.op("Flatten", b.op("Transpose", x, perm=[0, 2, 3, 1], name="t"), axis=1, name="f")
+    cat = b.op("Concat", f, f, axis=1, name="cat")
+    graph = build(b, [b.op("Relu", cat, name="after_cat")])
+    changed, out, ctx = assert_pass_preserves(graph, "flatten_transpose_into_dense")
+    assert not changed and "after_cat" in refusals(ctx)[0][2]

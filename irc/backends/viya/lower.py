@@ -216,7 +216,35 @@ class _Lowering:
             return
         self.add(node, "residual", {"act": self.act(node)}, node.inputs, node.outputs[0])
 
+    def fc_concat(self, node: Node) -> bool:
+        """A Concat of vectors read only by Gemms: with a flattened map among its inputs it is
+        no layer, its inputs become the srcLayers of those fc layers (Viya flattens each
+        source, then concatenates them in srcLayers order: viya-semantics §1)."""
+        out = node.outputs[0]
+        readers = self.graph.consumers(out)
+        return (node.op_type == "Concat" and node.attrs.get("axis") in (1, -1)
+                and self.graph.value(out).type.rank == 2 and out not in self.graph.outputs
+                and bool(readers) and all(r.op_type == "Gemm" and r.inputs[0] == out
+                                          and out not in r.inputs[1:] for r in readers))
+
     def lower_concat(self, node: Node) -> None:
+        if any(i in self.flattened for i in node.inputs):
+            if not self.fc_concat(node):
+                self.problem(node, "a Concat of flattened maps read by something other than "
+                                   "dense layers; Viya flattens only into fc/output layers")
+                return
+            out = node.outputs[0]
+            sources = [name for i in node.inputs for name in self.sources_of(i)]
+            if len(set(sources)) != len(sources):
+                self.problem(node, f"a Concat into dense layers reads layer(s) "
+                                   f"{sorted({s for s in sources if sources.count(s) > 1})} "
+                                   "more than once; what Viya does with a repeated srcLayer "
+                                   "is not documented")
+                return
+            self.multi[out] = sources
+            self.layer_of[out] = self.multi[out][0]
+            self.flattened.add(out)
+            return
         rank = self.graph.value(node.outputs[0]).type.rank
         if node.attrs.get("axis") != 1 or rank not in (2, 4):
             self.problem(node, f"Concat along axis {node.attrs.get('axis')} of a rank-{rank} "
@@ -235,7 +263,8 @@ class _Lowering:
     def lower_flatten(self, node: Node) -> None:
         """No layer: fc/output layers flatten their input (C,H,W order) themselves."""
         x, out = node.inputs[0], node.outputs[0]
-        bad = [c for c in self.graph.consumers(out) if c.op_type not in ("Gemm", "Softmax")]
+        bad = [c for c in self.graph.consumers(out)
+               if c.op_type not in ("Gemm", "Softmax") and not self.fc_concat(c)]
         if bad:
             self.problem(node, f"the flattened tensor is read by {bad[0].op_type} "
                                f"({bad[0].name}); Viya flattens only into fc/output layers")

@@ -19,26 +19,27 @@ from irc.frontends.keras.loading import KERAS_SUFFIXES
 __all__ = ["KERAS_LAYERS", "KERAS_SUFFIXES", "import_keras", "keras_to_onnx", "run_keras"]
 
 
-def keras_to_onnx(source, input_shape=None, allow_lambda: bool = False):
+def keras_to_onnx(source, input_shape=None, allow_lambda: bool = False, route: str = "auto"):
     """``source`` (keras.Model, tf_keras model, or a .keras/.h5 path) as a clean ONNX ModelProto.
 
     ``input_shape``: (H, W, C) as in Keras, or (N, C, H, W) as for ONNX models; needed only
-    when the model's input has dynamic dimensions.
+    when the model's input has dynamic dimensions. ``route``: "auto" (irc's own emitter when
+    every layer has a direct handler, else tf2onnx), "direct" or "tf2onnx".
     """
     from irc.frontends.keras.convert import to_onnx
     from irc.frontends.keras.loading import load
 
-    return to_onnx(load(source, allow_lambda), input_shape, allow_lambda)
+    return to_onnx(load(source, allow_lambda), input_shape, allow_lambda, route)
 
 
-def import_keras(source, input_shape=None, allow_lambda: bool = False):
+def import_keras(source, input_shape=None, allow_lambda: bool = False, route: str = "auto"):
     """``source`` as an irc IR graph (before any pass)."""
     from irc.frontends.keras.convert import to_onnx
     from irc.frontends.keras.loading import load
     from irc.frontends.onnx import import_onnx
 
     src = load(source, allow_lambda)
-    return import_onnx(to_onnx(src, input_shape, allow_lambda), label=src.label)
+    return import_onnx(to_onnx(src, input_shape, allow_lambda, route), label=src.label)
 
 
 def run_keras(source, x_nchw, allow_lambda: bool = False):

@@ -315,7 +315,8 @@ def _transpose_problems(g: _Graph, node) -> list[str]:
         if value in outputs:
             bad.append("a model output")
         for reader in g.consumers(value):
-            if reader.op_type in _PASS_THROUGH:
+            if reader.op_type in _PASS_THROUGH or (  # a Concat of vectors into Dense layers
+                    reader.op_type == "Concat" and g.attr(reader, "axis") in (1, -1)):
                 todo.append(reader.output[0])
             elif reader.op_type not in ("MatMul", "Gemm") or reader.input[0] != value or \
                     g.const(reader.input[1]) is None:

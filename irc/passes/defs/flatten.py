@@ -65,16 +65,44 @@ class ReshapeToFlatten(Pass):
         return changed
 
 
-def _permute_columns(w: np.ndarray, c: int, h: int, wd: int) -> np.ndarray:
-    """Columns of ``w`` (n, H·W·C) in H,W,C order -> (n, C·H·W) in C,H,W order."""
-    n = w.shape[0]
-    return np.ascontiguousarray(w.reshape(n, h, wd, c).transpose(0, 3, 1, 2).reshape(n, c * h * wd))
+def _permute_columns(w: np.ndarray, c: int, h: int, wd: int, start: int = 0) -> np.ndarray:
+    """Columns start .. start + H·W·C of ``w`` in H,W,C order -> C,H,W order (the others
+    stay where they are)."""
+    n, size = w.shape[0], c * h * wd
+    segment = w[:, start:start + size].reshape(n, h, wd, c).transpose(0, 3, 1, 2)
+    if start == 0 and size == w.shape[1]:  # the whole weight: one copy, not two
+        return np.ascontiguousarray(segment.reshape(n, size))
+    out = np.array(w, copy=True)
+    out[:, start:start + size] = segment.reshape(n, size)
+    return out
 
 
 def _is_canonical_gemm(graph, node, value) -> bool:
     return (node.op_type == "Gemm" and node.inputs[0] == value and value not in node.inputs[1:]
             and node.attrs.get("transB") == 1 and node.attrs.get("transA", 0) == 0
             and node.attrs.get("alpha", 1.0) == 1.0 and node.attrs.get("beta", 1.0) == 1.0)
+
+
+def _dense_readers(graph, value: str) -> tuple[list[tuple], list[str]]:
+    """(Gemm, first column of ``value`` in its input) for every reader of ``value``, looking
+    through Concats of vectors; and the readers that are neither (by name)."""
+    found, others = [], []
+    for reader in graph.consumers(value):
+        if _is_canonical_gemm(graph, reader, value):
+            found.append((reader, 0))
+            continue
+        out = reader.outputs[0] if reader.outputs else ""
+        if reader.op_type != "Concat" or reader.attrs.get("axis") not in (1, -1) \
+                or graph.value(out).type.rank != 2 or out in graph.outputs:
+            others.append(reader.name)
+            continue
+        inner, inner_others = _dense_readers(graph, out)
+        others += inner_others if inner or inner_others else [f"{reader.name} (unread)"]
+        for slot, inp in enumerate(reader.inputs):
+            if inp == value:
+                offset = sum(graph.value(i).type.shape[1] for i in reader.inputs[:slot])
+                found += [(gemm, start + offset) for gemm, start in inner]
+    return found, others
 
 
 @register_pass
@@ -85,8 +113,9 @@ class FlattenTransposeIntoDense(Pass):
             %y = Gemm(%f, $w float32[n,H·W·C], $b) {transB=1}
     Result: %f = Flatten(%x) {axis=1}; %y = Gemm(%f, $w' float32[n,C·H·W], $b) {transB=1}
     where column c·H·W + h·W + w of $w' is column h·W·C + w·C + c of $w (viya-target §5.4).
-    Every reader of the flatten must be a canonical Gemm, and the transpose must have no other
-    reader; otherwise the pass refuses.
+    Every reader of the flatten must be a canonical Gemm, or a Concat of vectors read only by
+    canonical Gemms (then the flatten's segment of their columns is permuted), and the
+    transpose must have no other reader; otherwise the pass refuses.
     """
 
     name = "flatten_transpose_into_dense"
@@ -108,18 +137,18 @@ class FlattenTransposeIntoDense(Pass):
                 continue
             flat = flat[0]
             f = flat.outputs[0]
-            gemms = graph.consumers(f)
-            if f in graph.outputs or not gemms:
-                ctx.refuse(node, f"the flatten {flat.name} output is a graph output or unread")
-                continue
-            others = [g.name for g in gemms if not _is_canonical_gemm(graph, g, f)]
+            readers, others = _dense_readers(graph, f)
             if others:
                 ctx.refuse(node, f"the flatten {flat.name} is read by {', '.join(others)}, which "
-                                 "are not canonical Gemms (transB=1, alpha=beta=1) reading it as A")
+                                 "are not canonical Gemms (transB=1, alpha=beta=1) reading it as "
+                                 "A, directly or through a Concat of vectors")
+                continue
+            if f in graph.outputs or not readers:
+                ctx.refuse(node, f"the flatten {flat.name} output is a graph output or unread")
                 continue
             _, c, h, wd = shape
-            for gemm in gemms:
-                new_w = _permute_columns(graph.const(gemm.inputs[1]), c, h, wd)
+            for gemm, start in readers:
+                new_w = _permute_columns(graph.const(gemm.inputs[1]), c, h, wd, start)
                 graph.set_input(gemm, 1, graph.add_const(f"{gemm.inputs[1]}_chw", new_w).name)
                 gemm.provenance = gemm.provenance.merged(node.provenance, self.name)
             graph.set_input(flat, 0, x)
