@@ -18,9 +18,11 @@ class Imported:
 def import_model(source, input_shape=None, weights=None, **frontend_options) -> Imported:
     """The source model as an IR graph (before any pass), via the ONNX its frontend makes."""
     from irc.frontends.onnx import import_onnx
+    from irc.progress import report
 
     src = open_source(source, weights, **frontend_options)
     lowered = to_onnx(src, input_shape)
+    report("importing ONNX into irc's graph")
     # Keras and Caffe frontends already fixed the input shape in the ONNX they made.
     shapes = input_shape if src.kind == "onnx" else None
     graph = import_onnx(lowered.onnx, input_shapes=shapes, label=src.label)
@@ -33,7 +35,10 @@ def optimize(graph: Graph, pipeline=None, instruments=(), ctx=None) -> Graph:
     from irc.passes.manager import PassManager
     from irc.passes.pipeline import DEFAULT_PIPELINE
 
+    from irc.progress import report
+
     instruments = list(instruments) + instruments_from_env()
+    report("optimizing")
     return PassManager(pipeline or DEFAULT_PIPELINE, instruments, ctx).run(graph)
 
 
@@ -53,11 +58,13 @@ def compile(source, name: str | None = None, input_shape=None, input_options: di
     """
     from irc.backends.viya.lower import lower
     from irc.passes.registry import PassContext
+    from irc.progress import report
 
     imported = import_model(source, input_shape, weights, **frontend_options)
     graph = imported.graph
     ctx = pass_context if pass_context is not None else PassContext()
     optimize(graph, pipeline, instruments, ctx)
+    report("lowering to Viya layers")
     model = lower(graph, name=name or _default_name(imported.source, graph),
                   input_options=input_options, label=imported.source.label,
                   refusals=ctx.refusals)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 
 class Progress:
@@ -30,3 +32,28 @@ class Progress:
             seen[0] += 1
             self.step(f"{label} {seen[0]}/{total}: {item}")
         return tick
+
+
+# ---- the reporter long-running library code writes to -----------------------------------------
+# Frontends and the API call report("...") at the start of each slow stage (loading TensorFlow,
+# converting, optimising, verifying); the CLI installs its Progress for the duration of a command.
+# Library users see nothing unless they install one themselves.
+
+_current: ContextVar[Progress | None] = ContextVar("irc_progress", default=None)
+
+
+def report(message: str) -> None:
+    """Show ``message`` as the current stage, if a Progress is installed (see :func:`reporting`)."""
+    progress = _current.get()
+    if progress is not None:
+        progress.step(message)
+
+
+@contextmanager
+def reporting(progress: Progress):
+    """Route :func:`report` calls made inside the block to ``progress``."""
+    token = _current.set(progress)
+    try:
+        yield progress
+    finally:
+        _current.reset(token)

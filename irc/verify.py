@@ -97,6 +97,9 @@ def compare(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: flo
     return max_abs, max_rel, ok
 
 
+_RUNTIMES = {"onnx": "onnxruntime", "keras": "Keras", "caffe": "OpenCV"}
+
+
 def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: float = 1e-4,
            atol: float = 1e-5, seed: int = 0, batch: int = 2, options=None, weights=None,
            **frontend_options) -> VerifyResult:
@@ -107,6 +110,7 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
     from irc.backends.viya.executor import execute, infer_shapes, load_viya_model
     from irc.frontends.source import open_source, run_source
     from irc.limits import check_activation_budget
+    from irc.progress import report
 
     outdir = Path(outdir)
     payloads = _read_json(outdir / "model.json")
@@ -123,8 +127,11 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
     # Both runtimes hold every activation: refuse before allocating what memory cannot hold.
     check_activation_budget(infer_shapes(model), next(iter(feeds.values())).shape[0],
                             file=str(outdir))
-    reference = run_source(open_source(source, weights, **frontend_options), feeds)
+    src = open_source(source, weights, **frontend_options)
+    report(f"verifying: running the source model ({_RUNTIMES.get(src.kind, src.kind)})")
+    reference = run_source(src, feeds)
     (source_input,) = feeds.values()
+    report("verifying: running the written files with the reference executor")
     viya_outputs = execute(model, viya_input(payloads, source_input), options=options,
                            all_layers=True)
     comparisons = []

@@ -6,12 +6,17 @@ from irc.cli.options import (_executor_options, _frontend_options, _input_option
 
 
 def cmd_compile(args) -> int:
-    from irc.api import compile as compile_model
-    from irc.progress import Progress
-
-    from irc.passes.registry import PassContext
+    from irc.progress import Progress, reporting
 
     progress = Progress(args.quiet)
+    with reporting(progress):  # the frontends, passes and verify report their stages to it
+        return _compile(args, progress)
+
+
+def _compile(args, progress) -> int:
+    from irc.api import compile as compile_model
+    from irc.passes.registry import PassContext
+
     progress.step(f"reading {args.model}")
     instruments = _instruments(args)
     ctx = PassContext()
@@ -56,12 +61,16 @@ def cmd_compile(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    from irc.progress import Progress, reporting
     from irc.verify import load_inputs, verify
 
     inputs = load_inputs(args.inputs) if args.inputs else None
-    result = verify(args.model, args.outdir, inputs=inputs, rtol=args.rtol, atol=args.atol,
-                    seed=args.seed, batch=args.batch, options=_executor_options(args.option),
-                    **_frontend_options(args))
+    progress = Progress(args.quiet)
+    with reporting(progress):
+        result = verify(args.model, args.outdir, inputs=inputs, rtol=args.rtol, atol=args.atol,
+                        seed=args.seed, batch=args.batch, options=_executor_options(args.option),
+                        **_frontend_options(args))
+    progress.done()
     print(result.table())
     return 0 if result.ok else 1
 

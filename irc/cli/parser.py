@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=2)
     executor_options(p)
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress lines (the comparison table is still printed)")
     common(p, quiet=False)
     p.set_defaults(func=cmd_verify)
 

@@ -137,3 +137,21 @@ def test_deep_chain_walked_without_recursion(keras):
     model = keras.Model(x, L.Dense(2)(h))
     proto = to_onnx(load(model), route="direct")
     assert sum(n.op_type == "Relu" for n in proto.graph.node) == 400
+
+
+def test_the_route_taken_is_shown_as_progress(keras):
+    """On a terminal the compile shows which route converts the model, and why tf2onnx."""
+    from irc.progress import Progress, reporting
+    from tests.unit.test_progress import Terminal, _stages
+
+    L = keras.layers
+    x = keras.Input((6, 6, 2))
+    h = L.Conv2D(3, 3)(x)
+    terminal = Terminal()
+    with reporting(Progress(stream=terminal)):
+        to_onnx(load(keras.Model(x, L.Dense(2)(L.Flatten()(h)))))
+        to_onnx(load(keras.Model(x, L.Lambda(lambda t: t * 2.0)(h))), allow_lambda=True)
+    stages = _stages(terminal.getvalue())
+    assert "writing ONNX for 4 Keras layers" in stages, stages
+    assert any(s.startswith("converting with tf2onnx (no direct handler for Lambda")
+               for s in stages), stages

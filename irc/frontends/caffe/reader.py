@@ -143,6 +143,9 @@ def read_prototxt(path) -> CaffeNet:
 
 def read_caffemodel(path) -> pb.NetParameter:
     label = str(path)
+    from irc.progress import report
+
+    report(f"reading {Path(label).name}")
     data = _read_bytes(path, label, "caffemodel")
     net = pb.NetParameter()
     try:

@@ -19,6 +19,7 @@ from irc.frontends.keras.layers import model_tensors
 from irc.frontends.keras.loading import KerasSource, load
 from irc.frontends.keras.onnx_cleanup import clean
 from irc.frontends.keras.runtime import tf_modules
+from irc.progress import report
 
 OPSET = 17
 
@@ -93,8 +94,10 @@ def to_onnx(src: KerasSource, input_shape=None, allow_lambda: bool = False,
     dims = _input_dims(model, input_shape, src.label)
     names = output_names(model)
     if reason is None:
+        report(f"writing ONNX for {len(keras_layers.all_layers(model))} Keras layers")
         proto = direct.to_onnx(model, dims, input_name(model), src.label, src.flavor)
         return clean(proto, names, src.label)
+    report(f"converting with tf2onnx ({reason}; slow for big models)")
     return _layer_scoped_names(clean(_tf2onnx(src, dims, names), names, src.label))
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from irc.errors import InvalidModel, IrcIOError, UnsupportedOp
 from irc.frontends.keras.runtime import flavor_of, is_keras_model, tf_modules
+from irc.progress import report
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 _ALLOWED_MODULE_ROOTS = ("keras", "builtins")
@@ -44,6 +45,7 @@ def load(source, allow_lambda: bool = False) -> KerasSource:
     if not path.is_file():
         raise IrcIOError("file not found", file=label, hint="check the path")
     suffix = path.suffix.lower()
+    report(f"loading {path.name} with Keras")
     if suffix == ".keras":
         return _load_keras_zip(path, label, allow_lambda)
     if suffix in (".h5", ".hdf5"):

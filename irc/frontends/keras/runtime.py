@@ -21,6 +21,9 @@ def tf_modules() -> SimpleNamespace:
     if _MODULES is not None:
         return _MODULES
     if "tensorflow" not in sys.modules:
+        from irc.progress import report
+
+        report("loading TensorFlow")
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     try:
