@@ -37,6 +37,20 @@ def tf_keras():
     return mods.tf_keras
 
 
+@pytest.fixture
+def no_tf2onnx(monkeypatch):
+    """Fail the test if tf2onnx is called (refusals come from the layer scan; models the direct
+    route converts never reach it)."""
+    from irc.frontends.keras.runtime import tf_modules
+
+    def boom(*args, **kwargs):
+        raise AssertionError("tf2onnx ran where it must not")
+
+    convert = tf_modules().tf2onnx.convert
+    monkeypatch.setattr(convert, "from_function", boom)
+    monkeypatch.setattr(convert, "from_keras", boom)
+
+
 def set_random_weights(model, seed: int = 0):
     """Seeded weights everywhere: normal kernels/biases, batch-norm statistics away from
     (mean 0, variance 1) so folding them is visible."""

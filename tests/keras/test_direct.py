@@ -22,18 +22,6 @@ from tests.keras.conftest import (ATOL, RTOL, compile_and_compare, nchw_input,
 from tests.keras.test_layers import BUILDERS
 
 
-@pytest.fixture
-def no_tf2onnx(monkeypatch):
-    from irc.frontends.keras.runtime import tf_modules
-
-    def boom(*args, **kwargs):
-        raise AssertionError("tf2onnx ran on a model the direct route converts")
-
-    convert = tf_modules().tf2onnx.convert
-    monkeypatch.setattr(convert, "from_function", boom)
-    monkeypatch.setattr(convert, "from_keras", boom)
-
-
 def _onnx_vs_keras(model, route: str, x=None, input_shape=None) -> str:
     """Convert with ``route``, run in onnxruntime, compare every output with Keras."""
     proto = to_onnx(load(model), input_shape=input_shape, route=route)

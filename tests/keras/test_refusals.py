@@ -9,19 +9,6 @@ from irc.frontends.keras import import_keras, keras_to_onnx
 from tests.keras.conftest import compile_keras, set_random_weights
 
 
-@pytest.fixture
-def no_tf2onnx(monkeypatch):
-    """Fail the test if tf2onnx is called: refusals must come from the layer scan."""
-    from irc.frontends.keras.runtime import tf_modules
-
-    def boom(*args, **kwargs):
-        raise AssertionError("tf2onnx ran although the model has unsupported layers")
-
-    convert = tf_modules().tf2onnx.convert
-    monkeypatch.setattr(convert, "from_function", boom)
-    monkeypatch.setattr(convert, "from_keras", boom)
-
-
 def test_unsupported_layers_listed_in_one_error(keras, no_tf2onnx):
     L = keras.layers
     x = keras.Input((8, 8, 3))
