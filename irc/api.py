@@ -54,7 +54,7 @@ def compile(source, name: str | None = None, input_shape=None, input_options: di
     ``(x*scale - offsets)/normstds``) and ``channel_order`` ('bgr' or 'rgb': the order the
     source was trained on). ``instruments``: pass instruments (irc.passes.instruments);
     ``pass_context`` collects the passes' refusals. ``frontend_options``: ``drop_lrn`` (Caffe),
-    ``allow_lambda`` (Keras).
+    ``allow_lambda`` and ``keras_route`` ("auto", "direct" or "tf2onnx") (Keras).
     """
     from irc.backends.viya.lower import lower
     from irc.passes.registry import PassContext

@@ -72,6 +72,8 @@ def _frontend_options(args) -> dict:
         options["drop_lrn"] = True
     if getattr(args, "allow_lambda", False):
         options["allow_lambda"] = True
+    if getattr(args, "keras_route", "auto") != "auto":
+        options["keras_route"] = args.keras_route
     return options
 
 

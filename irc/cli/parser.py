@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Caffe: drop LRN layers (Viya has none; numbers change, say how much)")
         p.add_argument("--allow-lambda", action="store_true",
                        help="Keras: load Lambda layers and custom objects (runs model code)")
+        p.add_argument("--keras-route", choices=["auto", "direct", "tf2onnx"], default="auto",
+                       help="Keras: how the model becomes ONNX: irc's own emitter when every "
+                            "layer has a direct handler, else tf2onnx (auto); or force one")
 
     def debugging(p):
         p.add_argument("--dump-after", metavar="all|PASS[,PASS]",

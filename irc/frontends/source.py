@@ -23,7 +23,8 @@ class Source:
     kind: str  # onnx | caffe | keras
     model: object  # a path, or an in-memory model (onnx.ModelProto, keras.Model)
     weights: Path | None = None  # Caffe's .caffemodel
-    options: dict = field(default_factory=dict)  # frontend options: drop_lrn, allow_lambda
+    # frontend options: drop_lrn (Caffe), allow_lambda and keras_route (Keras)
+    options: dict = field(default_factory=dict)
     label: str = ""
 
     @property
@@ -87,7 +88,8 @@ def to_onnx(src: Source, input_shape=None) -> Lowered:
     from irc.frontends.keras import keras_to_onnx
 
     return Lowered(keras_to_onnx(src.model, input_shape=input_shape,
-                                 allow_lambda=bool(src.options.get("allow_lambda"))))
+                                 allow_lambda=bool(src.options.get("allow_lambda")),
+                                 route=src.options.get("keras_route", "auto")))
 
 
 def _single(feeds: dict[str, np.ndarray]) -> np.ndarray:

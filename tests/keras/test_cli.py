@@ -57,6 +57,24 @@ def test_cli_compiles_and_verifies_a_keras_file(model, tmp_path):
     assert "all outputs match" in result.stdout
 
 
+def test_keras_route_can_be_forced(model, keras, tmp_path):
+    """--keras-route tf2onnx compiles through tf2onnx (and verifies); --keras-route direct on a
+    model with a Lambda is refused before anything is written."""
+    model.save(tmp_path / "roundtrip.keras")
+    result = irc_cli("compile", tmp_path / "roundtrip.keras", "-o", tmp_path / "o",
+                     "--keras-route", "tf2onnx")
+    assert result.returncode == 0, result.stderr
+    assert "all outputs match" in result.stdout
+    x = keras.Input((4, 4, 2))
+    L = keras.layers
+    lam = keras.Model(x, L.Dense(2)(L.Flatten()(L.Lambda(lambda t: t * 2.0)(x))))
+    lam.save(tmp_path / "lam.keras")
+    out = tmp_path / "o2"
+    assert_refused(irc_cli("compile", tmp_path / "lam.keras", "-o", out, "--allow-lambda",
+                           "--keras-route", "direct"), out, "direct Keras route cannot convert",
+                   "Lambda")
+
+
 def test_corrupt_h5(model, tmp_path):
     model.save(tmp_path / "good.h5")
     data = (tmp_path / "good.h5").read_bytes()

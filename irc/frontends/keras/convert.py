@@ -22,6 +22,7 @@ from irc.frontends.keras.runtime import tf_modules
 from irc.progress import report
 
 OPSET = 17
+ROUTES = ("auto", "direct", "tf2onnx")
 
 
 def output_names(model) -> list[str]:
@@ -83,6 +84,9 @@ def to_onnx(src: KerasSource, input_shape=None, allow_lambda: bool = False,
     docstring). ``route``: "auto", "direct" (refuse what the direct emitter lacks) or
     "tf2onnx"."""
     model = src.model
+    if route not in ROUTES:
+        raise UnsupportedAttribute(f"Keras route {route!r} is not one of {', '.join(ROUTES)}",
+                                   file=src.label)
     if recurrent.has_recurrent(model):  # tf2onnx makes Loops of GRU/SimpleRNN: emit directly
         return recurrent_emit.to_onnx(src, input_shape)
     reason = direct.why_not(model) if route != "tf2onnx" else "tf2onnx asked for"
