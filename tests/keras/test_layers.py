@@ -220,3 +220,42 @@ def test_flattens_concatenated_into_dense_become_one_multi_source_fc(keras, tmp_
     layers = compile_and_compare(flattens_concatenated(keras, keras.layers), tmp_path)
     (fc,) = [layer for layer in layers if layer["type"] == "fc" and layer["n"] == 6]
     assert len(fc["srcLayers"]) == 3 and "concat" not in types(layers)
+
+
+def preprocessing(keras, L):
+    # Rescaling and Normalization at the input: per-channel constants before the first conv.
+    x = keras.Input((8, 8, 3))
+    h = L.Rescaling(1 / 127.5, offset=-1.0)(x)
+    h = L.Normalization(mean=[0.1, -0.2, 0.3], variance=[0.5, 2.0, 1.5])(h)
+    h = L.Rescaling([1.0, 0.5, 2.0])(h)
+    h = L.GlobalAveragePooling2D()(L.Conv2D(4, 3, activation="relu")(h))
+    return _model(keras, x, L.Dense(2)(h))
+
+
+def test_preprocessing_layers_fold_into_the_first_layers(keras, tmp_path):
+    """Rescaling/Normalization (direct route only: tf2onnx makes Normalization's statistics
+    extra model inputs, so that route refuses it in the layer scan)."""
+    from irc.errors import UnsupportedAttribute
+    from irc.frontends.keras.convert import to_onnx
+    from irc.frontends.keras.loading import load
+
+    model = preprocessing(keras, keras.layers)
+    layers = compile_and_compare(model, tmp_path)
+    assert types(layers)[0] == "input" and "fc" not in types(layers)[:2]
+    with pytest.raises(UnsupportedAttribute, match="Normalization: tf2onnx"):
+        to_onnx(load(model), route="tf2onnx")
+    compile_and_compare(adapted_normalization(keras), tmp_path / "adapted")
+
+
+def adapted_normalization(keras):
+    """A Normalization whose statistics come from adapt() (weights, not config)."""
+    import numpy as np
+
+    L = keras.layers
+    norm = L.Normalization()
+    norm.adapt(np.random.default_rng(0).normal(2.0, 3.0, (16, 6, 6, 2)).astype("float32"))
+    conv = L.Conv2D(3, 3)
+    x = keras.Input((6, 6, 2))
+    model = keras.Model(x, conv(norm(x)))
+    set_random_weights(conv)  # not the statistics: those are what adapt() found
+    return model

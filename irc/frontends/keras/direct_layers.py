@@ -287,6 +287,59 @@ def reshape(e, layer, cfg, inputs):
     return [Value(current, target)]
 
 
+def channel_constant(value, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A Keras constant that broadcasts over the last (channel) axis, as an array that
+    broadcasts the same way in N,C,H,W (C,1,1) or N,F (F,); None if it varies otherwise."""
+    a = np.asarray(value, np.float32)
+    channels = shape[-1]
+    if a.size == 1:
+        return a.reshape(())
+    if a.size != channels or (a.ndim and a.shape[-1] != channels):
+        return None
+    return a.reshape((channels, 1, 1) if len(shape) == 3 else (channels,))
+
+
+def _affine(e, layer, x: Value, subtract, multiply, add) -> Value:
+    """((x - subtract) * multiply) + add with per-channel constants; identities skipped."""
+    current = x.name
+    for op, value, role in (("Sub", subtract, "mean"), ("Mul", multiply, "scale"),
+                            ("Add", add, "offset")):
+        identity = 1.0 if op == "Mul" else 0.0
+        if value is None or np.all(value == identity):
+            continue
+        const = e.const(f"{layer.name}/{role}", value)
+        (current,) = e.node(op, [current, const], f"{layer.name}_{role}")
+    if current == x.name:
+        (current,) = e.node("Identity", [current], layer.name)
+    return Value(current, x.shape)
+
+
+@DIRECT_LAYERS.register("Rescaling")
+def rescaling(e, layer, cfg, inputs):
+    """Rescaling -> Mul and Add by constants (folded into the next conv or a batchnorm)."""
+    x = inputs[0]
+    scale = channel_constant(cfg.get("scale", 1.0), x.shape)
+    offset = channel_constant(cfg.get("offset", 0.0), x.shape)
+    return [_affine(e, layer, x, None, scale, offset)]
+
+
+@DIRECT_LAYERS.register("Normalization")
+def normalization(e, layer, cfg, inputs):
+    """Normalization -> Sub mean, Mul by 1/max(sqrt(variance), epsilon), as Keras computes."""
+    from irc.frontends.keras.runtime import tf_modules
+
+    x = inputs[0]
+    mean = channel_constant(np.asarray(layer.mean), x.shape)
+    variance = channel_constant(np.asarray(layer.variance), x.shape)
+    epsilon = 1e-7
+    try:
+        epsilon = float(tf_modules().keras.backend.epsilon())
+    except Exception:  # a tf-keras-only install: Keras's default
+        pass
+    inverse = (1.0 / np.maximum(np.sqrt(variance.astype(np.float64)), epsilon)).astype(np.float32)
+    return [_affine(e, layer, x, mean, inverse, None)]
+
+
 @DIRECT_LAYERS.register("Dropout")
 def dropout(e, layer, cfg, inputs):
     """Dropout -> nothing (inference)."""

@@ -288,6 +288,47 @@ def reshape(layer, cfg, ctx):
                     "vector, and to (H,W,C) only where both layouts agree")
 
 
+def _per_channel(name: str, value, layer, ctx) -> None:
+    from irc.frontends.keras.direct_layers import channel_constant
+
+    shape = _shape(layer, "input")
+    if shape is not None and value is not None and channel_constant(value, shape) is None:
+        ctx.problem(f"{name} of shape {np.shape(value)} does not broadcast per channel (the "
+                    f"last axis of {shape}); Viya scales inputs per channel only")
+
+
+@KERAS_LAYERS.register("Rescaling")
+def rescaling(layer, cfg, ctx):
+    """Rescaling (scalar or per-channel scale and offset) -> folded into the next conv, or a
+    batchnorm layer."""
+    _per_channel("scale", cfg.get("scale", 1.0), layer, ctx)
+    _per_channel("offset", cfg.get("offset", 0.0), layer, ctx)
+
+
+@KERAS_LAYERS.register("Normalization")
+def normalization(layer, cfg, ctx):
+    """Normalization over the channel axis (invert=False) -> as Rescaling, with Keras's
+    1/max(sqrt(variance), epsilon)."""
+    if cfg.get("invert"):
+        ctx.problem("Normalization invert=True (a de-normalisation): not supported")
+    if ctx.through_tf2onnx:
+        ctx.problem("Normalization: tf2onnx turns its mean and variance into extra model "
+                    "inputs; only irc's direct route converts it (remove what sends the model "
+                    "through tf2onnx, e.g. a Lambda)")
+    axis = cfg.get("axis", -1)
+    axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+    shape = _shape(layer, "input")
+    if axes not in ([-1], [len(shape)] if shape is not None else [-1]):
+        ctx.problem(f"Normalization axis={axis}: Viya normalises per channel (the last axis)")
+        return
+    for name in ("mean", "variance"):
+        value = getattr(layer, name, None)
+        if value is None:
+            ctx.problem(f"Normalization has no {name} (adapt() it, or give mean and variance)")
+        else:
+            _per_channel(name, np.asarray(value), layer, ctx)
+
+
 @KERAS_LAYERS.register("Lambda")
 def lambda_layer(layer, cfg, ctx):
     """Lambda (only with allow_lambda=True) -> whatever tf2onnx makes of it, if irc supports
