@@ -16,7 +16,8 @@ from tests.keras.conftest import nchw_input, set_random_weights
 REQUIRED = ["Activation", "Add", "AveragePooling2D", "BatchNormalization", "Concatenate",
             "Conv2D", "Dense", "Dropout", "Flatten", "GlobalAveragePooling2D", "InputLayer",
             "Lambda", "MaxPooling2D", "ZeroPadding2D", "ReLU", "LeakyReLU", "Softmax", "ELU",
-            "DepthwiseConv2D", "SeparableConv2D", "GlobalMaxPooling2D", "Reshape"]
+            "DepthwiseConv2D", "SeparableConv2D", "GlobalMaxPooling2D", "Reshape", "Rescaling",
+            "Normalization"]
 
 
 def test_registry_lists_every_supported_layer_with_a_note():
@@ -97,3 +98,12 @@ def test_onnx_matches_keras_in_onnxruntime(two_output_model):
     got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"pixels": x})))
     for name, ref in run_keras(two_output_model, x).items():
         np.testing.assert_allclose(got[name], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_every_keras_layer_but_lambda_has_a_direct_handler():
+    """The direct route covers the whole support list; only Lambda needs tf2onnx."""
+    from irc.frontends.keras.direct_layers import DIRECT_LAYERS
+
+    missing = set(KERAS_LAYERS.op_types()) - set(DIRECT_LAYERS.op_types()) - {"InputLayer"}
+    assert missing == {"Lambda"}
+    assert all(note for _, note in DIRECT_LAYERS.support_table())
