@@ -122,3 +122,15 @@ def test_not_a_model(tmp_path):
         import_keras(42)
     with pytest.raises(IrcError, match="file not found"):
         import_keras(tmp_path / "missing.keras")
+
+
+def test_layer_computing_in_float16_is_refused_up_front(keras, no_tf2onnx):
+    """A float16 dtype policy rounds Keras's numbers where Viya computes in float32 (fuzz:
+    such models used to fail verification, exit 1, with no reason given)."""
+    L = keras.layers
+    x = keras.Input((6, 6, 2))
+    h = L.Conv2D(3, 3, dtype="float16", name="half")(x)
+    model = keras.Model(x, L.Dense(2)(L.Flatten()(h)))
+    with pytest.raises(UnsupportedAttribute, match=r"half: computes in float16 \(dtype policy "
+                                                   r"'float16'\); Viya computes in float32"):
+        import_keras(model)

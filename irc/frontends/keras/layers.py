@@ -382,6 +382,18 @@ def output_layer_names(model) -> set[str]:
     return names
 
 
+def _float32_compute(layer, ctx) -> None:
+    """Viya computes in float32: a layer Keras runs in float16/bfloat16/float64 (a dtype
+    policy) gives numbers irc cannot match, so it is refused up front, not at verification."""
+    compute = str(getattr(layer, "compute_dtype", None) or "float32")
+    if compute != "float32":
+        policy = getattr(getattr(layer, "dtype_policy", None), "name", compute)
+        ctx.problem(f"computes in {compute} (dtype policy {policy!r}); Viya computes in float32, "
+                    "so Keras's numbers cannot be reproduced: rebuild the model with float32 "
+                    "layers (keras.mixed_precision.set_global_policy('float32'), then "
+                    "clone_model and set_weights)")
+
+
 def scan(model, allow_lambda: bool, label: str, flavor: str = "keras3",
          through_tf2onnx: bool = True) -> None:
     """Check every layer of ``model``; raise one error listing every problem found."""
@@ -398,6 +410,7 @@ def scan(model, allow_lambda: bool, label: str, flavor: str = "keras3",
         if handler is None:
             continue
         ctx.layer_name = layer.name
+        _float32_compute(layer, ctx)
         handler.fn(layer, layer.get_config(), ctx)
     missing = KERAS_LAYERS.unsupported(items)
     lines = []
