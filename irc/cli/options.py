@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from irc.errors import UnsupportedAttribute
+from irc.utils.float32 import float32_number
 
 
 def _shape(text: str):
@@ -48,16 +49,23 @@ def _floats(text: str | None, option: str = "value"):
 
 def _input_options(args) -> dict:
     options = {}
-    if args.scale is not None:
-        (options["scale"],) = _floats(str(args.scale), "--scale")
-        if options["scale"] == 0:
-            raise UnsupportedAttribute("--scale 0 would erase the input")
-    if args.offsets is not None:
-        options["offsets"] = _floats(args.offsets, "--offsets")
-    if args.normstds is not None:
-        options["normstds"] = _floats(args.normstds, "--normstds")
-        if 0.0 in options["normstds"]:
-            raise UnsupportedAttribute("--normstds has a zero: Viya divides by it")
+    for key, text, divisor in (("scale", args.scale, True), ("offsets", args.offsets, False),
+                               ("normstds", args.normstds, True)):
+        if text is None:
+            continue
+        option = f"--{key}"
+        values = _floats(str(text), option)
+        if 0.0 in values and divisor:
+            raise UnsupportedAttribute(f"{option} has a zero: "
+                                       + ("it would erase the input" if key == "scale"
+                                          else "Viya divides by it"))
+        if not all(float32_number(v, divisor) for v in values):
+            raise UnsupportedAttribute(f"{option} {text!r} is outside float32, in which Viya "
+                                       "computes", hint="use values of magnitude between "
+                                                        "1.2e-38 and 3.4e38")
+        options[key] = values[0] if key == "scale" else values
+    if args.scale is not None and len(str(args.scale).split(",")) != 1:
+        raise UnsupportedAttribute(f"--scale {args.scale!r} must be one number")
     if args.channel_order:
         options["channel_order"] = args.channel_order
     return options

@@ -128,3 +128,23 @@ def test_rgb_source_reads_bgr_images(tmp_path):
             h5py.File(plain / "small_cnn_weights.kerasmodel.h5") as b:
         k_rgb, k_plain = a["stem_conv/stem_conv/kernel:0"][...], b["stem_conv/stem_conv/kernel:0"][...]
     np.testing.assert_array_equal(k_rgb, k_plain[:, ::-1])
+
+
+@pytest.mark.parametrize("option", [["--scale", "1e308"], ["--scale", "1e-45"],
+                                    ["--offsets", "1e308,0,0"], ["--normstds", "1,2e-40,1"]],
+                         ids=["scale_overflows", "scale_subnormal", "offset_overflows",
+                              "normstd_subnormal"])
+def test_preprocessing_outside_float32_is_refused(tmp_path, option):
+    """Viya computes in float32: 1e308 is infinite there and 1/1e-45 overflows; such values
+    used to convert and then fail verification with NaN (fuzz), now they are exit 2."""
+    out = tmp_path / "o"
+    result = run_irc("compile", EXAMPLE, "-o", out, *option)
+    assert result.returncode == 2 and "outside float32" in result.stderr, result.stderr
+    assert not out.exists()
+
+
+def test_preprocessing_outside_float32_is_refused_by_the_api():
+    from irc.errors import ViyaCannotExpress
+
+    with pytest.raises(ViyaCannotExpress, match="must be float32 numbers"):
+        irc.compile(str(EXAMPLE), input_options={"scale": 1e-45})

@@ -18,6 +18,7 @@ from irc.backends.viya.model import LazyWeight, ViyaLayer, ViyaModel
 from irc.backends.viya.names import NameTable
 from irc.errors import ViyaCannotExpress
 from irc.ir.graph import Graph, Node
+from irc.utils.float32 import float32_number
 
 # IR activation -> Viya act string
 VIYA_ACT = {"identity": "identity", "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh",
@@ -104,10 +105,11 @@ class _Lowering:
             self.problems.append(f"input {value!r}: offsets/normstds need {c} values")
             return
         scale = float(opts.get("scale", 1.0))
-        if not all(math.isfinite(v) for v in [scale, *offsets, *stds]) or scale == 0 \
-                or 0.0 in stds:
-            self.problems.append(f"input {value!r}: scale, offsets and normstds must be finite, "
-                                 "with scale and normstds non-zero")
+        if not all(float32_number(v, False) for v in offsets) or \
+                not all(float32_number(v, True) for v in [scale, *stds]):
+            self.problems.append(f"input {value!r}: scale, offsets and normstds must be float32 "
+                                 "numbers (Viya computes in float32: |v| <= 3.4e38), with scale "
+                                 "and normstds not zero or below 1.2e-38 in magnitude")
             return
         options = {"nchannels": c, "width": w, "height": h, "scale": float(opts.get("scale", 1.0)),
                    "offsets": offsets, "randomflip": "none", "randomcrop": "none",
