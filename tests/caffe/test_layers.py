@@ -195,6 +195,18 @@ def test_eltwise_sum_of_three_with_coefficients_after_relu(tmp_path):
     check_against_opencv(tmp_path, net(body), X)
 
 
+@pytest.mark.parametrize("rule", ["include { phase: TRAIN }", "exclude { phase: TEST }",
+                                  "phase: TRAIN"], ids=["include_train", "exclude_test",
+                                                        "own_phase"])
+def test_layers_outside_the_test_phase_are_left_out_by_irc_and_the_oracle(tmp_path, rule):
+    """Caffe builds the TEST-phase net for inference; OpenCV ignores phase rules (it ran this
+    TRAIN-only in-place ReLU), so the oracle gets the net without it (fuzz: verification used
+    to fail, exit 1)."""
+    body = conv("c", "data", 4, 3, "pad: 1") + layer("r", "ReLU", "c", "c", params=rule) \
+        + conv("d", "c", 3, 3)
+    check_against_opencv(tmp_path, net(body), X)
+
+
 def test_concat_of_three(tmp_path):
     body = conv("a", "data", 2, 1) + conv("b", "data", 3, 3, "pad: 1") \
         + conv("c", "data", 4, 5, "pad: 2") + layer("cat", "Concat", ["a", "b", "c"]) \

@@ -1,9 +1,12 @@
 """OpenCV as the Caffe oracle: ``cv2.dnn.readNetFromCaffe`` runs the same prototxt and caffemodel.
 
 cv2 is a test/verify dependency only (imported here, lazily). OpenCV 4.14 cannot feed a net
-whose input is a ``Data`` or ``MemoryData`` layer, so such layers are replaced by a top-level
-``input`` of x's shape in a temporary copy of the prototxt (re-serialised with irc's schema:
-fields outside it are dropped from that copy); every computing layer is left as written.
+whose input is a ``Data`` or ``MemoryData`` layer, and it ignores Caffe's phase rules (it would
+run a layer marked ``include { phase: TRAIN }``, which Caffe leaves out of the TEST-phase net
+used for inference). For such nets OpenCV gets a temporary copy of the prototxt (re-serialised
+with irc's schema: fields outside it are dropped from that copy) with those layers dropped and
+Data layers replaced by a top-level ``input`` of x's shape; every other layer is left as
+written.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import numpy as np
 from google.protobuf import text_format
 
 from irc.errors import InvalidModel
-from irc.frontends.caffe.reader import read_prototxt, v1_type
+from irc.frontends.caffe.reader import in_phase, read_prototxt, v1_type
 
 _DATA_LAYERS = ("Data", "MemoryData")
 
@@ -36,14 +39,28 @@ def net_outputs(layers) -> dict[str, str]:
             if not read_after_write[t] and t not in data_tops}
 
 
+def _needs_copy(net) -> bool:
+    """Whether OpenCV must get a rewritten copy: a Data layer, or a layer Caffe leaves out of
+    a TEST-phase net (OpenCV ignores phase rules and would run it)."""
+    for field_name in ("layer", "layers"):
+        for layer in getattr(net, field_name):
+            layer_type = layer.type if field_name == "layer" else v1_type(layer.type)
+            if layer_type in _DATA_LAYERS or not in_phase(layer):
+                return True
+    return False
+
+
 def _as_inputs(net, x: dict[str, np.ndarray]):
-    """A copy of ``net`` whose Data/MemoryData layers are top-level inputs shaped like ``x``."""
+    """A copy of ``net`` as Caffe builds it for the TEST phase (layers the phase rules leave
+    out are dropped), its Data/MemoryData layers made top-level inputs shaped like ``x``."""
     copy = type(net)()
     copy.CopyFrom(net)
     for field_name in ("layer", "layers"):
         kept = []
         for layer in getattr(copy, field_name):
             layer_type = layer.type if field_name == "layer" else v1_type(layer.type)
+            if not in_phase(layer):
+                continue
             if layer_type in _DATA_LAYERS:
                 top = layer.top[0]
                 if top not in copy.input:  # TRAIN and TEST variants declare it twice
@@ -73,7 +90,7 @@ def run_opencv_oracle(prototxt, caffemodel, x) -> dict[str, np.ndarray]:
     outputs = net_outputs(layers)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(prototxt)
-        if any(l.type in _DATA_LAYERS for l in layers):
+        if _needs_copy(caffe_net.net):
             path = Path(tmp) / "net.prototxt"
             path.write_text(text_format.MessageToString(_as_inputs(caffe_net.net, feeds)))
         try:

@@ -172,6 +172,13 @@ def _included(msg, phase: int) -> bool:
     return not any(meets(r) for r in msg.exclude)
 
 
+def in_phase(msg, phase: int = pb.TEST) -> bool:
+    """Whether a layer (LayerParameter or legacy V1LayerParameter) is in a net built for
+    ``phase``: its include/exclude rules, and a LayerParameter's own ``phase`` field."""
+    own = isinstance(msg, pb.LayerParameter) and msg.HasField("phase") and msg.phase != phase
+    return _included(msg, phase) and not own
+
+
 def net_layers(net: pb.NetParameter, label: str, phase: int = pb.TEST) -> list[CaffeLayer]:
     if net.layer and net.layers:
         raise InvalidModel("the net mixes `layer` and legacy `layers` entries", file=label,
@@ -179,11 +186,11 @@ def net_layers(net: pb.NetParameter, label: str, phase: int = pb.TEST) -> list[C
                                 "upgrade_net_proto_text")
     out = []
     for i, msg in enumerate(net.layer):
-        if _included(msg, phase) and not (msg.HasField("phase") and msg.phase != phase):
+        if in_phase(msg, phase):
             out.append(CaffeLayer(msg.name or f"{msg.type}#{i}", msg.type, list(msg.bottom),
                                   list(msg.top), msg))
     for i, msg in enumerate(net.layers):
-        if _included(msg, phase):
+        if in_phase(msg, phase):
             type_ = v1_type(msg.type)
             out.append(CaffeLayer(msg.name or f"{type_}#{i}", type_, list(msg.bottom),
                                   list(msg.top), msg, legacy=True))
