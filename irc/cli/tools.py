@@ -42,7 +42,9 @@ def cmd_inspect(args) -> int:
         lowered = to_onnx(src, _input_shapes(args.input_shape))
         model, _ = load_model(lowered.onnx, src.label)
         if args.format == "onnx":
-            onnx.save(model, args.output)
+            from irc.frontends.onnx.side_file import save_with_weights
+
+            save_with_weights(model, Path(args.output))
         else:
             _write_or_print(onnx.printer.to_text(model.graph), args.output)
         return 0

@@ -81,6 +81,10 @@ def run_onnxruntime(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray
     options.log_severity_level = 4
     # onnxruntime's own graph rewrites would hide what the model says; run it as written.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if isinstance(model, onnx.ModelProto):
+        from irc.frontends.onnx.side_file import runnable
+
+        model = runnable(model)  # a path where its weights live in a side file
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]

@@ -143,3 +143,36 @@ def test_the_route_taken_is_shown_as_progress(keras):
     assert "writing ONNX for 4 Keras layers" in stages, stages
     assert any(s.startswith("converting with tf2onnx (no direct handler for Lambda")
                for s in stages), stages
+
+
+def test_models_past_protobufs_2_gb_keep_large_weights_in_a_side_file(keras, tmp_path,
+                                                                       monkeypatch):
+    """A ModelProto cannot pass 2 GB (a Keras Dense of 25088x22000 failed with EncodeError):
+    past SIDE_FILE_BYTES the large weights are external data in a side file. Thresholds set
+    to 0 here, so a small model takes that path end to end."""
+    import onnx
+
+    from irc.frontends.onnx import side_file
+    from irc.ir.onnx_export import run_onnxruntime
+
+    monkeypatch.setattr(direct, "SIDE_FILE_BYTES", 0)
+    monkeypatch.setattr(direct, "MIN_TENSOR_BYTES", 0)
+    build = next(b for b in BUILDERS if b.__name__ == "flattens_concatenated")
+    model = build(keras, keras.layers)
+    proto = to_onnx(load(model), route="direct")
+    external = [t.name for t in proto.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert external and side_file.external_dir(proto) is not None
+    x = nchw_input(model)
+    reference = run_keras(model, x)
+    got = run_onnxruntime(proto, {proto.graph.input[0].name: x})
+    for name, ref in reference.items():
+        assert compare(ref, got[name], RTOL, ATOL)[2], name
+    compile_and_compare(model, tmp_path / "compiled")  # loader memory-maps the side file
+    saved = tmp_path / "inspect" / "m.onnx"  # what `irc inspect --format onnx -o` writes
+    saved.parent.mkdir()
+    side_file.save_with_weights(proto, saved)
+    assert (saved.parent / "m.weights.bin").is_file()
+    again = run_onnxruntime(saved, {proto.graph.input[0].name: x})
+    for name in reference:
+        np.testing.assert_array_equal(again[name], got[name])

@@ -13,6 +13,7 @@ irc has no direct handler for) goes through tf2onnx. Node names are the Keras la
 """
 from __future__ import annotations
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
@@ -20,8 +21,10 @@ from irc.errors import InvalidModel
 from irc.frontends.keras.direct_layers import DIRECT_LAYERS, Value
 from irc.frontends.keras.layers import _is_container, all_layers, model_tensors
 from irc.frontends.keras.onnx_writer import OnnxWriter
+from irc.frontends.onnx.side_file import MIN_TENSOR_BYTES, SideFile
 
 OPSET = 17
+SIDE_FILE_BYTES = 1 << 30
 # Where Keras keeps layer classes; anything else in a model graph is an op applied to tensors.
 _LAYER_MODULES = ("keras.src.layers.", "keras.layers.", "tf_keras.src.layers.",
                   "tf_keras.layers.", "keras.src.engine.input_layer", "tf_keras.src.engine.")
@@ -83,10 +86,18 @@ def _node_inputs(node) -> list:
 
 
 class DirectEmitter(OnnxWriter):
-    def __init__(self, input_name: str, label: str):
+    def __init__(self, input_name: str, label: str, side_file: SideFile | None = None):
         super().__init__(reserved=(input_name,))
         self.label = label
+        self.side_file = side_file  # large weights go there when the model passes 2 GB
         self._weights: dict[tuple[int, str], str] = {}  # a layer called twice shares weights
+
+    def const(self, hint: str, array) -> str:
+        if self.side_file is None or np.asarray(array).nbytes < MIN_TENSOR_BYTES:
+            return super().const(hint, array)
+        name = self.fresh(hint)
+        self.inits.append(self.side_file.tensor(name, np.asarray(array)))
+        return name
 
     def weight(self, layer, hint: str, array) -> str:
         key = (id(layer), hint)
@@ -138,7 +149,9 @@ def to_onnx(model, dims: tuple[int, ...], input_name: str, label: str,
             flavor: str) -> onnx.ModelProto:
     """ONNX for ``model`` at the input shape ``dims`` (Keras order, no batch), before the
     clean-up: N,C,H,W (or N,F) input, outputs in Keras's own layout."""
-    e = DirectEmitter(input_name, label)
+    # Protobuf stops at 2 GB: past SIDE_FILE_BYTES of weights, large ones go to a side file.
+    side_file = SideFile() if model.count_params() * 4 > SIDE_FILE_BYTES else None
+    e = DirectEmitter(input_name, label, side_file)
     (tensor,) = model_tensors(model, "inputs")[:1]
     shape = (dims[2], dims[0], dims[1]) if len(dims) == 3 else dims
     outputs = e.values_of(model, {_key(tensor): Value(input_name, tuple(dims))})
@@ -158,4 +171,4 @@ def to_onnx(model, dims: tuple[int, ...], input_name: str, label: str,
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name=f"irc keras frontend ({flavor}), direct")
     proto.ir_version = 8
-    return proto
+    return side_file.finish(proto) if side_file is not None else proto

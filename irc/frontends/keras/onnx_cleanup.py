@@ -29,6 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 from irc.errors import UnsupportedOp
 from irc.frontends.keras import layout
 from irc.frontends.keras.layout import TO_NHWC
+from irc.frontends.onnx import side_file
 
 _BATCHES = (7, 11)  # probe batch sizes for shape arithmetic
 _KEEP_ELEMENTS = 4096  # initializers kept in the shape-inference skeleton
@@ -50,6 +51,8 @@ class _Graph:
     def const(self, name):
         for t in self.g.initializer:
             if t.name == name:
+                if t.data_location == TensorProto.EXTERNAL:  # a large weight in a side file
+                    return side_file.array_of(t, side_file.external_dir(self.model))
                 return numpy_helper.to_array(t)
         node = self.producer(name)
         if node is not None and node.op_type == "Constant":

@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper, numpy_helper
 
 from irc.errors import InvalidModel, UnsupportedAttribute
-from irc.frontends.onnx import wire
+from irc.frontends.onnx import side_file, wire
 from irc.ir.tensors import TensorType, WeightStore
 
 MIN_OPSET, MAX_OPSET = 9, 21
@@ -31,7 +31,7 @@ def load_model(source, label: str, map_weights: bool = False
     ``map_weights``: large inline initializers become references into the file, memory-mapped
     by :func:`store_initializer` (:mod:`wire`); only for callers that never save the proto."""
     if isinstance(source, onnx.ModelProto):
-        return source, None
+        return source, side_file.external_dir(source)  # None unless irc made it (2 GB+)
     path = Path(source)
     if not path.is_file():
         raise InvalidModel("file not found", file=label, hint="check the path")
