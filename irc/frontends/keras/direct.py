@@ -10,6 +10,8 @@ Transpose -> Flatten), so the same clean-up (:mod:`onnx_cleanup`) follows either
 The route is taken when every layer (nested models included) has a handler in
 :data:`DIRECT_LAYERS`; anything else (Lambda layers, Keras 3 ops applied to tensors, a layer
 irc has no direct handler for) goes through tf2onnx. Node names are the Keras layer names.
+Past SIDE_FILE_BYTES of weights, large ones are written to a side file as external data
+(:mod:`irc.frontends.onnx.side_file`): a ModelProto cannot pass 2 GB, tf2onnx's output neither.
 """
 from __future__ import annotations
 

@@ -129,12 +129,13 @@ def separable_conv2d(e, layer, cfg, inputs):
 
 @DIRECT_LAYERS.register("Dense")
 def dense(e, layer, cfg, inputs):
-    """Dense on a vector -> Gemm (kernel as stored, In x Out), then its activation."""
+    """Dense on a vector -> Gemm with transB=1 (kernel as Out x In, the layout irc's passes
+    and Viya keep, so no pass copies it again), then its activation."""
     w = _weights(layer, cfg, ["kernel", "bias"] if cfg.get("use_bias", True) else ["kernel"])
-    args = [inputs[0].name, e.weight(layer, f"{layer.name}/kernel", w["kernel"])]
+    args = [inputs[0].name, e.weight(layer, f"{layer.name}/kernel", w["kernel"].T)]
     if "bias" in w:
         args.append(e.weight(layer, f"{layer.name}/bias", w["bias"]))
-    (out,) = e.node("Gemm", args, layer.name)
+    (out,) = e.node("Gemm", args, layer.name, transB=1)
     return [activation(e, layer.name, Value(out, (w["kernel"].shape[1],)), cfg.get("activation"))]
 
 
