@@ -337,6 +337,10 @@ class Graph:
             if n_in < sch.min_inputs or (sch.max_inputs >= 0 and n_in > sch.max_inputs):
                 problems.append(f"{node.name}: {node.op_type} takes {sch.min_inputs}.."
                                 f"{sch.max_inputs} inputs, has {n_in}")
+            missing = [i for i in range(min(n_in, sch.min_inputs)) if not node.inputs[i]]
+            if missing:
+                problems.append(f"{node.name}: required input(s) {missing} of {node.op_type} "
+                                "are empty")
             for slot in sch.const_inputs:
                 if slot < n_in and node.inputs[slot] and not self.is_const(node.inputs[slot]):
                     problems.append(f"{node.name}: input {slot} of {node.op_type} must be a constant")

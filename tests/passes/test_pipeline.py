@@ -143,3 +143,24 @@ def test_pipeline_output_runs_at_any_batch(batch):
     graph = _nhwc_model()
     out = PassManager(DEFAULT_PIPELINE).run(graph.copy())
     assert_close(graph, out, random_feeds(graph, batch=batch, seed=batch), **TOL)
+
+
+def test_a_pass_that_breaks_the_graph_is_caught_even_when_it_says_nothing_changed(monkeypatch):
+    """The manager skips validation only after a pass that reported no change AND made no
+    structural change through the Graph API: a silent, breaking change is still caught."""
+    from irc.errors import GraphInvalid
+    from irc.passes.registry import PASSES, Pass
+
+    class SilentBreaker(Pass):
+        name = "test_silent_breaker"
+
+        def run(self, graph, ctx):
+            node = next(n for n in graph.nodes() if n.op_type == "Relu")
+            graph.set_input(node, 0, "")  # a Relu without input, and "nothing changed"
+            return False
+
+    monkeypatch.setitem(PASSES, SilentBreaker.name, SilentBreaker)
+    b = OnnxBuilder("m", (1, 3, 4, 4))
+    graph = build(b, [b.op("Relu", b.conv(b.input, 2, 1))])
+    with pytest.raises(GraphInvalid, match="test_silent_breaker"):
+        PassManager([SilentBreaker.name]).run(graph)
