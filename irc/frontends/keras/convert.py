@@ -15,7 +15,7 @@ import onnx
 from irc.errors import UnsupportedAttribute, UnsupportedOp
 from irc.frontends.keras import layers as keras_layers
 from irc.frontends.keras import direct, recurrent, recurrent_emit
-from irc.frontends.keras.layers import model_tensors
+from irc.frontends.keras.model_graph import all_layers, model_tensors
 from irc.frontends.keras.loading import KerasSource, load
 from irc.frontends.keras.onnx_cleanup import clean
 from irc.frontends.keras.runtime import tf_modules
@@ -98,7 +98,7 @@ def to_onnx(src: KerasSource, input_shape=None, allow_lambda: bool = False,
     dims = _input_dims(model, input_shape, src.label)
     names = output_names(model)
     if reason is None:
-        report(f"writing ONNX for {len(keras_layers.all_layers(model))} Keras layers")
+        report(f"writing ONNX for {len(all_layers(model))} Keras layers")
         proto = direct.to_onnx(model, dims, input_name(model), src.label, src.flavor)
         return clean(proto, names, src.label)
     report(f"converting with tf2onnx ({reason}; slow for big models)")

@@ -21,7 +21,7 @@ from onnx import TensorProto, helper
 
 from irc.errors import InvalidModel
 from irc.frontends.keras.direct_layers import DIRECT_LAYERS, Value
-from irc.frontends.keras.layers import _is_container, all_layers, model_tensors
+from irc.frontends.keras.model_graph import all_layers, is_container, model_tensors
 from irc.frontends.keras.onnx_writer import OnnxWriter
 from irc.frontends.onnx.side_file import MIN_TENSOR_BYTES, SideFile
 
@@ -39,7 +39,7 @@ def why_not(model) -> str | None:
     if others:
         return f"no direct handler for {', '.join(others)}"
     for op in _graph_ops(model):
-        if not _is_input(op) and not _is_container(op) and \
+        if not _is_input(op) and not is_container(op) and \
                 not type(op).__module__.startswith(_LAYER_MODULES):
             return f"the graph applies {type(op).__name__} ({type(op).__module__}), not a " \
                    "Keras layer"
@@ -59,7 +59,7 @@ def _graph_ops(model) -> list:
             continue
         seen.add((id(op), node_index))
         ops.append(op)
-        if _is_container(op):
+        if is_container(op):
             ops += _graph_ops(op)
         if not _is_input(op):
             todo += _node_inputs(op._inbound_nodes[node_index])
@@ -131,7 +131,7 @@ class DirectEmitter(OnnxWriter):
                 todo += missing
                 continue
             inputs = [memo[_key(t)] for t in args]
-            if _is_container(op):
+            if is_container(op):
                 inner = model_tensors(op, "inputs")
                 outs = self.values_of(op, {_key(t): v for t, v in zip(inner, inputs)})
             else:

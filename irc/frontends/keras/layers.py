@@ -11,7 +11,8 @@ import math
 
 import numpy as np
 
-from irc.errors import InvalidModel, UnsupportedAttribute, UnsupportedOp
+from irc.errors import UnsupportedAttribute, UnsupportedOp
+from irc.frontends.keras.model_graph import all_layers, model_tensors, output_layer_names
 from irc.frontends.registry import HandlerRegistry, format_unsupported
 
 KERAS_LAYERS = HandlerRegistry("Keras")
@@ -19,7 +20,6 @@ KERAS_LAYERS = HandlerRegistry("Keras")
 RECURRENT = ("SimpleRNN", "LSTM", "GRU", "CuDNNLSTM", "CuDNNGRU", "RNN", "Bidirectional",
              "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "SimpleRNNCell", "LSTMCell", "GRUCell",
              "StackedRNNCells")
-CONTAINERS = ("Functional", "Sequential", "Model")
 # Keras activation name -> what Viya calls it (softmax only in an output layer).
 ACTIVATIONS = {"linear": "identity", "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh",
                "elu": "elu", "softplus": "softplus", "softmax": "softmax"}
@@ -338,48 +338,7 @@ def lambda_layer(layer, cfg, ctx):
                     "convert models you trust")
 
 
-def model_tensors(model, which: str) -> list:
-    """``model.inputs`` or ``model.outputs`` as a list; a clear error if undefined."""
-    try:
-        tensors = getattr(model, which)
-    except (AttributeError, ValueError) as exc:
-        raise InvalidModel(f"the Keras model has no defined {which} ({exc})",
-                           hint="build the model with keras.Input(...) or call it once") from None
-    if tensors is None:
-        raise InvalidModel(f"the Keras model has no defined {which}",
-                           hint="build the model with keras.Input(...) or call it once")
-    return list(tensors) if isinstance(tensors, (list, tuple)) else [tensors]
-
-
 # ---- the scan --------------------------------------------------------------------------------
-
-
-def _is_container(layer) -> bool:
-    """A nested model (Functional, Sequential or a Model subclass)."""
-    return hasattr(layer, "layers") and any(c.__name__ in CONTAINERS
-                                            for c in type(layer).__mro__)
-
-
-def all_layers(model) -> list:
-    """Every layer of ``model``, nested models expanded in place (the containers left out)."""
-    out = []
-    for layer in model.layers:
-        if _is_container(layer):
-            out.extend(all_layers(layer))
-        else:
-            out.append(layer)
-    return out
-
-
-def output_layer_names(model) -> set[str]:
-    """Names of the layers whose outputs are model outputs (looking into nested models)."""
-    names = set()
-    for tensor in model_tensors(model, "outputs"):
-        op = tensor._keras_history[0]
-        names.add(op.name)
-        if _is_container(op):
-            names |= output_layer_names(op)
-    return names
 
 
 def _float32_compute(layer, ctx) -> None:

@@ -53,7 +53,7 @@ class SequenceModel:
 def has_recurrent(model) -> bool:
     if isinstance(model, SequenceModel):
         return True
-    from irc.frontends.keras.layers import all_layers
+    from irc.frontends.keras.model_graph import all_layers
 
     return any(type(layer).__name__ in SEQUENCE_CLASSES
                or type(getattr(layer, "layer", None)).__name__ in SEQUENCE_CLASSES
@@ -66,7 +66,7 @@ def has_recurrent(model) -> bool:
 def specs_from_model(model, label: str) -> tuple[list, tuple, list]:
     """(specs in model order, input shape (T, d), chain breaks as (layer, why)) of a live
     Keras model."""
-    from irc.frontends.keras.layers import model_tensors
+    from irc.frontends.keras.model_graph import model_tensors
 
     inputs = model_tensors(model, "inputs")
     if len(inputs) != 1:
