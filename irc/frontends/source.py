@@ -110,7 +110,8 @@ def run_source(src: Source, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarra
     if src.kind == "keras":
         from irc.frontends.keras import run_keras
 
-        return run_keras(src.model, _single(feeds))
+        return run_keras(src.model, _single(feeds),
+                         allow_lambda=bool(src.options.get("allow_lambda")))
     return _run_onnx(src.model, feeds)
 
 

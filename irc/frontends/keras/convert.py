@@ -18,7 +18,7 @@ from irc.frontends.keras import direct, recurrent, recurrent_emit
 from irc.frontends.keras.model_graph import all_layers, model_tensors
 from irc.frontends.keras.loading import KerasSource, load
 from irc.frontends.keras.onnx_cleanup import clean
-from irc.frontends.keras.runtime import tf_modules
+from irc.frontends.keras.runtime import native_stderr_silenced, tf_modules
 from irc.progress import report
 
 OPSET = 17
@@ -114,13 +114,15 @@ def _tf2onnx(src: KerasSource, dims: tuple[int, ...], names: list[str]) -> onnx.
     spec = (tf.TensorSpec((None,) + dims, tf.float32, name=name),)
     nchw = [name] if len(dims) == 3 else None
     try:
-        if src.flavor == "tf_keras":
-            proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET,
-                                                  inputs_as_nchw=nchw)
-        else:
-            function = tf.function(lambda x: model(x, training=False), input_signature=spec)
-            proto, _ = tf2onnx.convert.from_function(function, input_signature=spec,
-                                                     opset=OPSET, inputs_as_nchw=nchw)
+        with native_stderr_silenced():  # grappler's C++ log lines
+            if src.flavor == "tf_keras":
+                proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec,
+                                                      opset=OPSET, inputs_as_nchw=nchw)
+            else:
+                function = tf.function(lambda x: model(x, training=False),
+                                       input_signature=spec)
+                proto, _ = tf2onnx.convert.from_function(function, input_signature=spec,
+                                                         opset=OPSET, inputs_as_nchw=nchw)
     except Exception as exc:  # tf2onnx raises many types for graphs it cannot convert
         raise UnsupportedOp(f"tf2onnx could not convert the model: {type(exc).__name__}: {exc}",
                             file=src.label, hint="a Lambda layer may use TensorFlow ops tf2onnx "

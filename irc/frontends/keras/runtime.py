@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 from irc.errors import InvalidModel
@@ -26,23 +27,45 @@ def tf_modules() -> SimpleNamespace:
         report("loading TensorFlow")
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    try:
-        import tensorflow as tf
-        import tf2onnx
-    except ImportError as exc:
-        raise InvalidModel(f"the Keras frontend needs TensorFlow and tf2onnx ({exc})",
-                           hint="pip install 'irc[keras]'") from None
-    try:
-        import keras
-    except ImportError:
-        keras = None
-    try:
-        import tf_keras
-    except ImportError:
-        tf_keras = None
+    with native_stderr_silenced():  # TF's C++ start-up lines (CUDA, oneDNN) ignore the level
+        try:
+            import tensorflow as tf
+            import tf2onnx
+        except ImportError as exc:
+            raise InvalidModel(f"the Keras frontend needs TensorFlow and tf2onnx ({exc})",
+                               hint="pip install 'irc[keras]'") from None
+        try:
+            import keras
+        except ImportError:
+            keras = None
+        try:
+            import tf_keras
+        except ImportError:
+            tf_keras = None
     tf.get_logger().setLevel("ERROR")
     _MODULES = SimpleNamespace(tf=tf, keras=keras, tf_keras=tf_keras, tf2onnx=tf2onnx)
     return _MODULES
+
+
+@contextmanager
+def native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null inside the block: TensorFlow's C++ code writes
+    start-up and graph-optimizer lines there that no Python setting reaches, and irc's
+    output is one message. Python-level errors still arrive as exceptions."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (an embedding host): leave it alone
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def flavor_of(obj) -> str | None:
