@@ -1,7 +1,7 @@
 """The `irc` command line. Heavy imports happen inside commands so `irc --help` starts fast.
 
 Exit codes: 0 success, 1 verification mismatch, 2 any other user-facing error (one message,
-no traceback unless --debug).
+no traceback unless --debug); 130/143 interrupted (Ctrl-C/SIGTERM), 141 output pipe closed.
 """
 from __future__ import annotations
 
@@ -37,6 +37,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as exc:
         print("irc: interrupted; nothing was written", file=sys.stderr)
         return 143 if isinstance(exc, _Terminated) else 130
+    except BrokenPipeError:  # `irc ops | head`: the reader stopped; say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

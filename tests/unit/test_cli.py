@@ -148,3 +148,13 @@ def test_preprocessing_outside_float32_is_refused_by_the_api():
 
     with pytest.raises(ViyaCannotExpress, match="must be float32 numbers"):
         irc.compile(str(EXAMPLE), input_options={"scale": 1e-45})
+
+
+def test_closed_output_pipe_ends_quietly():
+    """`irc ops | head -0`: the reader is gone before irc writes (it starts in ~50 ms); no
+    BrokenPipeError traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "irc", "ops"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait() in (0, 141) and "Traceback" not in stderr, stderr
