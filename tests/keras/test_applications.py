@@ -1,5 +1,5 @@
 """keras.applications models with weights=None (no downloads), random weights, small inputs:
-the real architectures, about 40 s in all."""
+the real architectures, about 20 s in all."""
 from __future__ import annotations
 
 from collections import Counter
@@ -40,3 +40,22 @@ def test_densenet121(keras, tmp_path):
     counts = Counter(types(layers))
     assert counts["convo"] == 120 and counts["concat"] == 58 and counts["output"] == 1
     assert counts["batchnorm"] > 0
+
+
+@pytest.mark.parametrize("name, size", [("InceptionV3", 75), ("Xception", 71)])
+def test_inception_v3_and_xception(keras, tmp_path, name, size):
+    """Branchy nets ('same' average pools, channel concats; separable convs, residuals)."""
+    model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3),
+                                                classes=5)
+    layers = compile_and_compare(set_random_weights(model), tmp_path)
+    assert types(layers).count("output") == 1
+
+
+def test_resnet50_v2_max_pool_over_zero_padding_refused(keras):
+    """ResNet50V2 max-pools a zero-padded, not yet activated, map: Keras's padded zeros can
+    win the maximum where Viya's pool padding never does."""
+    from irc.errors import UnsupportedOp
+
+    model = keras.applications.ResNet50V2(weights=None, input_shape=(64, 64, 3), classes=5)
+    with pytest.raises(UnsupportedOp, match="pool1_pad: ZeroPadding2D before a max pool"):
+        import_keras(model)
