@@ -13,8 +13,6 @@ DEFAULT_PIPELINE: list[str] = [
     # that every later pass handles exactly one dense form.
     "matmul_to_gemm",
     "normalize_gemm",
-    # Needs canonical Gemm: permutes Gemm columns when a NHWC transpose precedes the flatten.
-    "flatten_transpose_into_dense",
     # Explicit Pad ops join the padding of the conv/pool that reads them, before any padding
     # legality is judged in lowering.
     "fold_pad",
@@ -22,6 +20,12 @@ DEFAULT_PIPELINE: list[str] = [
     # into a conv/fc; what cannot fold stays a Viya batchnorm layer.
     "fold_mul_add",
     "fold_batchnorm",
+    # A batchnorm left on a vector (after a global pool or flatten) moves forward into the
+    # dense layers reading it; after fold_batchnorm, so folding backwards is tried first.
+    "fold_batchnorm_into_next_dense",
+    # Needs canonical Gemm: permutes Gemm columns when a NHWC transpose precedes the flatten;
+    # after the batchnorm passes, so a batchnorm between the flatten and the Gemm is gone.
+    "flatten_transpose_into_dense",
     # Activations last: BN folding must happen while the conv still has identity act, and
     # carriers are only inserted for what neither fusing nor moving could place.
     "fuse_activation",

@@ -171,10 +171,20 @@ def flattens_concatenated(keras, L):
     return _model(keras, x, L.Dense(3, activation="softmax")(h))
 
 
+def batchnorm_on_vectors(keras, L):
+    # A BatchNormalization after a global pool and after a Flatten (H,W,C order): no Viya
+    # layer holds them there; they fold forward into the Dense layers.
+    x = keras.Input((8, 8, 3))
+    c = L.Conv2D(4, 3, activation="relu")(x)
+    g = L.BatchNormalization()(L.GlobalAveragePooling2D()(c))
+    f = L.BatchNormalization()(L.Flatten()(L.MaxPooling2D()(c)))
+    return _model(keras, x, L.Dense(3)(L.Concatenate()([L.Dense(4)(g), L.Dense(5)(f)])))
+
+
 BUILDERS = [conv_valid_bias, conv_same_strided_no_bias, dense_stack,
             flatten_dropout_dense, two_flattens, batchnorm_variants, activations, add_concat_gap,
             pools, zero_padding, depthwise_separable, reshapes, four_d_outputs, vector_input,
-            sequential, nested_model, flattens_concatenated]
+            sequential, nested_model, flattens_concatenated, batchnorm_on_vectors]
 
 
 @pytest.mark.parametrize("build", BUILDERS, ids=[b.__name__ for b in BUILDERS])

@@ -304,6 +304,7 @@ def _check_clean(g: _Graph, problems: list[str], label: str) -> None:
 
 _NON_NEGATIVE = ("Relu", "Sigmoid", "Softplus")
 _PASS_THROUGH = ("Identity", "Dropout")
+_AFFINE = ("BatchNormalization", "Mul", "Add", "Sub", "Div")  # by constants: per feature
 
 
 def _transpose_problems(g: _Graph, node) -> list[str]:
@@ -319,8 +320,10 @@ def _transpose_problems(g: _Graph, node) -> list[str]:
             bad.append("a model output")
         for reader in g.consumers(value):
             if reader.op_type in _PASS_THROUGH or (  # a Concat of vectors into Dense layers
-                    reader.op_type == "Concat" and g.attr(reader, "axis") in (1, -1)):
-                todo.append(reader.output[0])
+                    reader.op_type == "Concat" and g.attr(reader, "axis") in (1, -1)) or (
+                    reader.op_type in _AFFINE and reader.input[0] == value and all(
+                        g.const(i) is not None for i in reader.input[1:])):
+                todo.append(reader.output[0])  # a batchnorm folds forward into the Dense
             elif reader.op_type not in ("MatMul", "Gemm") or reader.input[0] != value or \
                     g.const(reader.input[1]) is None:
                 bad.append(f"{reader.name} ({reader.op_type})")

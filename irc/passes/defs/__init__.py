@@ -5,6 +5,7 @@ from irc.passes.defs import (  # noqa: F401
     dense,
     flatten,
     fold_batchnorm,
+    fold_batchnorm_forward,
     fold_constants,
     fold_pad,
     remove_identity,
