@@ -20,7 +20,6 @@ from onnx_models import resnet50  # noqa: E402
 
 import irc  # noqa: E402
 from irc.backends.viya.executor import execute, load_viya_model  # noqa: E402
-from irc.ir.onnx_export import run_onnxruntime  # noqa: E402
 
 
 def median_seconds(fn, repeat: int) -> float:
