@@ -23,6 +23,14 @@ def single_use_producer(graph: Graph, value: str) -> Node | None:
     return producer
 
 
+def reads_as_canonical_gemm(node: Node, value: str) -> bool:
+    """``node`` is a Gemm in normalize_gemm's form (transB=1, alpha = beta = 1, no transA)
+    reading ``value`` as A only."""
+    return (node.op_type == "Gemm" and node.inputs[0] == value and value not in node.inputs[1:]
+            and node.attrs.get("transB") == 1 and node.attrs.get("transA", 0) == 0
+            and node.attrs.get("alpha", 1.0) == 1.0 and node.attrs.get("beta", 1.0) == 1.0)
+
+
 def has_identity_act(node: Node) -> bool:
     return node.attrs.get("activation", "identity") == "identity"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from irc.ir.tensors import BATCH
-from irc.passes.defs._match import remove_noop
+from irc.passes.defs._match import reads_as_canonical_gemm, remove_noop
 from irc.passes.registry import Pass, register_pass
 
 
@@ -77,18 +77,12 @@ def _permute_columns(w: np.ndarray, c: int, h: int, wd: int, start: int = 0) -> 
     return out
 
 
-def _is_canonical_gemm(graph, node, value) -> bool:
-    return (node.op_type == "Gemm" and node.inputs[0] == value and value not in node.inputs[1:]
-            and node.attrs.get("transB") == 1 and node.attrs.get("transA", 0) == 0
-            and node.attrs.get("alpha", 1.0) == 1.0 and node.attrs.get("beta", 1.0) == 1.0)
-
-
 def _dense_readers(graph, value: str) -> tuple[list[tuple], list[str]]:
     """(Gemm, first column of ``value`` in its input) for every reader of ``value``, looking
     through Concats of vectors; and the readers that are neither (by name)."""
     found, others = [], []
     for reader in graph.consumers(value):
-        if _is_canonical_gemm(graph, reader, value):
+        if reads_as_canonical_gemm(reader, value):
             found.append((reader, 0))
             continue
         out = reader.outputs[0] if reader.outputs else ""

@@ -9,14 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from irc.passes.defs._match import has_identity_act
+from irc.passes.defs._match import has_identity_act, reads_as_canonical_gemm
 from irc.passes.registry import Pass, register_pass
-
-
-def _canonical_reader(graph, node, value) -> bool:
-    return (node.op_type == "Gemm" and node.inputs[0] == value and value not in node.inputs[1:]
-            and node.attrs.get("transB") == 1 and node.attrs.get("transA", 0) == 0
-            and node.attrs.get("alpha", 1.0) == 1.0 and node.attrs.get("beta", 1.0) == 1.0)
 
 
 @register_pass
@@ -40,7 +34,7 @@ class FoldBatchNormIntoNextDense(Pass):
                 continue
             z = bn.outputs[0]
             readers = graph.consumers(z)
-            others = [r.name for r in readers if not _canonical_reader(graph, r, z)]
+            others = [r.name for r in readers if not reads_as_canonical_gemm(r, z)]
             if not has_identity_act(bn) or z in graph.outputs or not readers or others:
                 ctx.refuse(bn, "a batchnorm on a vector folds forward only into canonical Gemms "
                                "that are all its readers, without an activation between"
