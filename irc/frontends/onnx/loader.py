@@ -127,12 +127,7 @@ def store_initializer(store: WeightStore, tensor: TensorProto, base_dir: Path | 
             raise InvalidModel(f"initializer {name!r}: external data file {location!r} is "
                                "missing or too short", file=label,
                                hint="copy the data files that came with the model beside it")
-        if nbytes == 0:
-            return store.add(np.zeros(shape, dtype), hint=name)
-
-        def load(target=target, offset=offset):
-            return np.memmap(target, dtype=dtype, mode="r", offset=offset, shape=shape)
-        return store.add_lazy(load, shape, dtype, hint=name)
+        return _mapped(store, target, offset, shape, dtype, nbytes, name)
     raw = tensor.raw_data  # protobuf (upb) copies a bytes field on every access: read it once
     if raw:
         if len(raw) != nbytes:
@@ -154,10 +149,15 @@ def _mapped_inline(store: WeightStore, path: Path, info: dict, shape, dtype, nby
     if length != nbytes:
         raise InvalidModel(f"initializer {name!r}: {length} bytes for shape {shape} {dtype}",
                            file=label, hint="the file is corrupt")
+    return _mapped(store, path, offset, shape, dtype, nbytes, name)
+
+
+def _mapped(store: WeightStore, path: Path, offset: int, shape, dtype, nbytes: int, name: str):
+    """A lazy, read-only memory map of ``nbytes`` at ``offset`` in ``path`` (checked)."""
     if nbytes == 0:
         return store.add(np.zeros(shape, dtype), hint=name)
 
-    def load(path=path, offset=offset):
+    def load():
         return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
     return store.add_lazy(load, shape, dtype, hint=name)
 
