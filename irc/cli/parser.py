@@ -16,11 +16,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p, quiet=True):
+    def common(p, quiet: bool | str = True):
+        """--debug, and --quiet where the command has progress (``quiet``: its help text)."""
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show tracebacks")
         if quiet:
-            p.add_argument("--quiet", "-q", action="store_true", help="no progress or summary")
+            p.add_argument("--quiet", "-q", action="store_true",
+                           help=quiet if isinstance(quiet, str) else "no progress or summary")
 
     def comparison(p):
         """How `verify` and `diff` compare the source with the executor."""
@@ -89,9 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=2)
     executor_options(p)
-    p.add_argument("--quiet", "-q", action="store_true",
-                   help="no progress lines (the comparison table is still printed)")
-    common(p, quiet=False)
+    common(p, quiet="no progress lines (the comparison table is still printed)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("inspect", help="the graph at a stage, as text, a picture or ONNX")

@@ -94,7 +94,8 @@ def to_onnx(src: KerasSource, input_shape=None, allow_lambda: bool = False,
                       through_tf2onnx=reason is not None)
     if reason is not None and route == "direct":
         raise UnsupportedOp(f"the direct Keras route cannot convert this model: {reason}",
-                            file=src.label, hint="use route='auto' (tf2onnx)")
+                            file=src.label, hint="let tf2onnx convert it: --keras-route auto "
+                                                 "(route='auto' in Python)")
     dims = _input_dims(model, input_shape, src.label)
     names = output_names(model)
     if reason is None:
