@@ -63,13 +63,7 @@ class _Parser:
             return self.take()
         self.take("punct", "{")
         if self.peek()[0] == "name" and self.peek(1) == ("punct", "="):
-            out = {}
-            while self.peek() != ("punct", "}"):
-                key = self.take("name")
-                self.take("punct", "=")
-                out[key] = self.value()
-                if self.peek() == ("punct", ","):
-                    self.take()
+            out = self.assignments(until=("punct", "}"))
         else:
             out = []
             while self.peek() != ("punct", "}"):
@@ -88,15 +82,20 @@ class _Parser:
         if word.lower() == "action":
             word = self.take("name")
         self.take("punct", "/")
-        params = {}
-        while self.peek() != ("punct", ";"):
-            key = self.take("name")
-            self.take("punct", "=")
-            params[key] = self.value()
-            if self.peek() == ("punct", ","):
-                self.take()
+        params = self.assignments(until=("punct", ";"))
         self.take("punct", ";")
         return (word, params)
+
+    def assignments(self, until) -> dict:
+        """``name = value`` pairs, commas optional, up to (not taking) the token ``until``."""
+        out = {}
+        while self.peek() != until:
+            key = self.take("name")
+            self.take("punct", "=")
+            out[key] = self.value()
+            if self.peek() == ("punct", ","):
+                self.take()
+        return out
 
 
 def parse_casl(text: str) -> dict:
