@@ -78,6 +78,15 @@ SCHEMAS: dict[str, OpSchema] = {s.op_type: s for s in [
     _schema("Transpose", 1, 1, {"perm": (list, None)}),
     _schema("Pad", 2, 4, {"mode": (str, "constant")}, const=(1, 2, 3)),
     _schema("Squeeze", 1, 2, const=(1,)),
+    # Ops Viya has no single layer for. The ONNX frontend emits them with ONNX semantics
+    # (opset 13+ input forms; constant operands only) and the legalization passes
+    # (passes/defs/legalize_*.py) rewrite them into Conv/BatchNormalization/Sum exactly, or
+    # lowering refuses them quoting the legalization pass's reason.
+    _schema("Clip", 1, 3, const=(1, 2)),  # x, min, max (scalars; "" = unbounded)
+    _schema("PRelu", 2, 2, const=(1,)),  # x, slope (per channel or scalar)
+    _schema("Slice", 3, 5, const=(1, 2, 3, 4)),  # data, starts, ends, axes, steps
+    _schema("Gather", 2, 2, {"axis": (int, 0)}, const=(1,)),  # data, indices
+    _schema("Neg", 1, 1),
     _schema("Unsqueeze", 1, 2, const=(1,)),
     # Recurrent ops (issue 6): ONNX semantics, always with layout=1 in the IR (batch first, so
     # axis 0 stays the batch axis; onnx_export turns them back into layout 0 for onnxruntime):
