@@ -15,8 +15,8 @@ def test_unsupported_layers_listed_in_one_error(keras, no_tf2onnx):
     h = L.Conv2DTranspose(4, 3, name="deconv")(x)
     h = L.UpSampling2D(name="up_a")(h)
     h = L.UpSampling2D(name="up_b")(h)
-    h = L.Conv2D(4, 3, activation="relu6", name="clipped")(h)
-    h = L.LeakyReLU(name="leaky_default")(h)
+    h = L.Conv2D(4, 3, activation="hard_sigmoid", name="hard")(h)
+    h = L.ReLU(threshold=0.5, name="thresholded")(h)
     h = L.GlobalAveragePooling2D()(h)
     h = L.Dense(4, activation="gelu", name="gelu_dense")(h)
     model = keras.Model(x, L.Dense(2, activation="softmax")(h))
@@ -25,18 +25,18 @@ def test_unsupported_layers_listed_in_one_error(keras, no_tf2onnx):
     text = str(err.value)
     assert "Conv2DTranspose x1: 'deconv'" in text
     assert "UpSampling2D x2: 'up_a', 'up_b'" in text
-    assert "clipped: activation 'relu6'" in text
-    assert "leaky_default: LeakyReLU negative_slope=0.3" in text
+    assert "hard: activation 'hard_sigmoid'" in text
+    assert "thresholded: ReLU threshold=0.5" in text
     assert "gelu_dense: activation 'gelu'" in text
     assert "irc converts these Keras layers:" in text
 
 
-def test_leaky_relu_default_slope_refused(keras, no_tf2onnx):
+def test_prelu_with_a_slope_per_position_refused(keras, no_tf2onnx):
     L = keras.layers
     x = keras.Input((6, 6, 2))
-    model = keras.Model(x, L.LeakyReLU()(L.Conv2D(2, 3)(x)))
-    with pytest.raises(UnsupportedAttribute, match=r"negative_slope=0\.3: Viya's leaky "
-                                                   r"activation has slope 0\.1 only"):
+    model = keras.Model(x, L.PReLU()(L.Conv2D(2, 3)(x)))
+    with pytest.raises(UnsupportedAttribute, match=r"PReLU shared_axes=None: a slope per "
+                                                   r"position"):
         import_keras(model)
 
 
@@ -53,13 +53,14 @@ def test_recurrent_layers_convert_without_tf2onnx(keras, no_tf2onnx):
     (lambda L, x: L.Dense(2)(L.Dense(3, activation="softmax")(L.Flatten()(x))),
      "softmax before the end of the model"),
     (lambda L, x: L.Conv2D(2, 3, dilation_rate=2, padding="same")(x), r"dilation_rate=\(2, 2\)"),
-    (lambda L, x: L.ReLU(max_value=6.0)(x), "max_value=6.0: Viya has no clipped relu"),
+    (lambda L, x: L.ReLU(max_value=6.0, negative_slope=0.1)(x),
+     "negative_slope=0.1 together with max_value"),
     (lambda L, x: L.ELU(alpha=0.5)(x), "ELU alpha=0.5"),
     (lambda L, x: L.Reshape((2, 2, 8))(x), r"Reshape \(4, 4, 2\) -> \(2, 2, 8\)"),
     (lambda L, x: L.Activation("swish")(x), "activation '(swish|silu)': Viya has no swish"),
     (lambda L, x: L.Softmax()(x), r"softmax over a tensor of shape \(4, 4, 2\)"),
     (lambda L, x: L.Dense(3)(x), "Dense on a tensor of shape"),
-], ids=["mid_softmax", "dilation", "relu6", "elu_alpha", "reshape", "swish",
+], ids=["mid_softmax", "dilation", "leaky_relu6", "elu_alpha", "reshape", "swish",
         "softmax_4d", "dense_4d"])
 def test_configuration_refused(keras, no_tf2onnx, make, message):
     x = keras.Input((4, 4, 2))
@@ -95,12 +96,6 @@ def _refused_after_conversion(keras, make, tmp_path):
     with pytest.raises(IrcError) as err:
         compile_keras(model, tmp_path)
     return str(err.value)
-
-
-def test_zero_padding_before_max_pool_of_negative_values(keras, tmp_path):
-    text = _refused_after_conversion(
-        keras, lambda L, x: L.MaxPooling2D(2)(L.ZeroPadding2D(1)(L.Conv2D(3, 3)(x))), tmp_path)
-    assert "ZeroPadding2D before a max pool of values that may be negative" in text
 
 
 def test_flatten_as_model_output_refused(keras, tmp_path):

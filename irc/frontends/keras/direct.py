@@ -29,7 +29,10 @@ OPSET = 17
 SIDE_FILE_BYTES = 1 << 30
 # Where Keras keeps layer classes; anything else in a model graph is an op applied to tensors.
 _LAYER_MODULES = ("keras.src.layers.", "keras.layers.", "tf_keras.src.layers.",
-                  "tf_keras.layers.", "keras.src.engine.input_layer", "tf_keras.src.engine.")
+                  "tf_keras.layers.", "keras.src.engine.input_layer", "tf_keras.src.engine.",
+                  # layers keras.applications define for themselves (InceptionResNetV2's
+                  # CustomScaleLayer); only those with a direct handler pass the check above
+                  "keras.src.applications.", "tf_keras.src.applications.")
 
 
 def why_not(model) -> str | None:

@@ -65,8 +65,21 @@ def activation(e, name: str, value: Value, act) -> Value:
     act = str(act or "linear")
     if act == "linear":
         return value
+    if act == "relu6":
+        return clip(e, f"{name}_{act}", value, 0.0, 6.0)
+    if act == "leaky_relu":  # Keras's function form: slope 0.2
+        (out,) = e.node("LeakyRelu", [value.name], f"{name}_{act}", alpha=0.2)
+        return Value(out, value.shape)
     attrs = {"axis": -1} if act == "softmax" else {"alpha": 1.0} if act == "elu" else {}
     (out,) = e.node(ONNX_ACTIVATION[act], [value.name], f"{name}_{act}", **attrs)
+    return Value(out, value.shape)
+
+
+def clip(e, name: str, value: Value, low: float, high: float) -> Value:
+    """min(max(x, low), high) as ONNX Clip (irc rewrites it into batchnorm layers exactly)."""
+    bounds = [e.const(f"{name}/{k}", np.array(v, np.float32)) for k, v in (("min", low),
+                                                                            ("max", high))]
+    (out,) = e.node("Clip", [value.name, *bounds], name)
     return Value(out, value.shape)
 
 
@@ -163,8 +176,24 @@ def activation_layer(e, layer, cfg, inputs):
 
 @DIRECT_LAYERS.register("ReLU")
 def relu(e, layer, cfg, inputs):
-    """ReLU (plain) -> Relu."""
-    return [activation(e, layer.name, inputs[0], "relu")]
+    """ReLU -> Relu; with max_value, Clip(0, max_value); with a negative slope, LeakyRelu."""
+    x, slope = inputs[0], float(cfg.get("negative_slope", 0.0) or 0.0)
+    if cfg.get("max_value") is not None:
+        return [clip(e, layer.name, x, 0.0, float(cfg["max_value"]))]
+    if slope:
+        (out,) = e.node("LeakyRelu", [x.name], layer.name, alpha=slope)
+        return [Value(out, x.shape)]
+    return [activation(e, layer.name, x, "relu")]
+
+
+@DIRECT_LAYERS.register("PReLU")
+def prelu(e, layer, cfg, inputs):
+    """PReLU with per-channel slopes -> PRelu with the slopes as (C, 1, 1)."""
+    x = inputs[0]
+    (alpha,) = _weights(layer, cfg, ["alpha"]).values()
+    slope = alpha.reshape(-1, 1, 1) if len(x.shape) == 3 else alpha.reshape(-1)
+    (out,) = e.node("PRelu", [x.name, e.weight(layer, f"{layer.name}/alpha", slope)], layer.name)
+    return [Value(out, x.shape)]
 
 
 @DIRECT_LAYERS.register("Softmax")
@@ -252,6 +281,36 @@ def zero_padding2d(e, layer, cfg, inputs):
     (out,) = e.node("Pad", [x.name, pads], layer.name, mode="constant")
     h, w, c = x.shape
     return [Value(out, (h + t + b, w + l + r, c))]
+
+
+@DIRECT_LAYERS.register("Cropping2D")
+def cropping2d(e, layer, cfg, inputs):
+    """Cropping2D -> Slice on H and W."""
+    crop = cfg.get("cropping", ((0, 0), (0, 0)))
+    if isinstance(crop, (int, float)):
+        (t, b), (l, r) = (crop, crop), (crop, crop)
+    else:
+        (t, b), (l, r) = (_pair(c) for c in crop)
+    x = inputs[0]
+    h, w, c = x.shape
+    if t + b >= h or l + r >= w:
+        raise UnsupportedAttribute(f"{layer.name}: cropping {crop} leaves nothing of a {h}x{w} "
+                                   "input", hint="give a larger input shape")
+    starts = e.const(f"{layer.name}/starts", np.array([t, l], np.int64))
+    ends = e.const(f"{layer.name}/ends", np.array([h - b, w - r], np.int64))
+    axes = e.const(f"{layer.name}/axes", np.array([2, 3], np.int64))
+    (out,) = e.node("Slice", [x.name, starts, ends, axes], layer.name)
+    return [Value(out, (h - t - b, w - l - r, c))]
+
+
+@DIRECT_LAYERS.register("CustomScaleLayer")
+def custom_scale_layer(e, layer, cfg, inputs):
+    """InceptionResNetV2's CustomScaleLayer: x + scale*y -> Mul by a constant, then Add."""
+    x, y = inputs
+    scale = e.const(f"{layer.name}/scale", np.array(float(cfg["scale"]), np.float32))
+    (scaled,) = e.node("Mul", [y.name, scale], f"{layer.name}_scale")
+    (out,) = e.node("Add", [x.name, scaled], layer.name)
+    return [Value(out, x.shape)]
 
 
 @DIRECT_LAYERS.register("Flatten")

@@ -21,11 +21,13 @@ RECURRENT = ("SimpleRNN", "LSTM", "GRU", "CuDNNLSTM", "CuDNNGRU", "RNN", "Bidire
              "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "SimpleRNNCell", "LSTMCell", "GRUCell",
              "StackedRNNCells")
 # Keras activation name -> what Viya calls it (softmax only in an output layer).
+# relu6 and leaky_relu (slope 0.2) reach Viya through exact rewrites (legalize_clip,
+# legalize_prelu): two batchnorm layers, or relu(x) - a*relu(-x).
 ACTIVATIONS = {"linear": "identity", "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh",
-               "elu": "elu", "softplus": "softplus", "softmax": "softmax"}
+               "elu": "elu", "softplus": "softplus", "softmax": "softmax", "relu6": "relu6",
+               "leaky_relu": "leaky_relu"}
 _ACTIVATION_WHY = {
-    "leaky_relu": "its slope is 0.2; Viya's leaky slope is 0.1 (use a LeakyReLU(0.1) layer)",
-    "relu6": "Viya has no clipped relu", "hard_sigmoid": "Viya has no hard sigmoid",
+    "hard_sigmoid": "Viya has no hard sigmoid",
     "hard_silu": "Viya has no hard swish", "hard_swish": "Viya has no hard swish",
     "swish": "Viya has no swish", "silu": "Viya has no swish", "gelu": "Viya has no gelu",
     "selu": "Viya's elu has no scale", "exponential": "Viya's exp is not offered here",
@@ -175,23 +177,37 @@ def activation(layer, cfg, ctx):
 
 @KERAS_LAYERS.register("ReLU")
 def relu(layer, cfg, ctx):
-    """ReLU (no max_value, threshold 0, slope 0) -> act relu."""
-    if cfg.get("max_value") is not None:
-        ctx.problem(f"ReLU max_value={cfg['max_value']}: Viya has no clipped relu")
+    """ReLU -> act relu; with max_value, a clip (two batchnorm layers); with a negative slope,
+    relu(x) - a*relu(-x) (exact rewrites)."""
+    max_value = cfg.get("max_value")
+    if max_value is not None and float(max_value) < 0:
+        ctx.problem(f"ReLU max_value={max_value} is negative: Keras itself refuses it")
     if float(cfg.get("threshold", 0.0) or 0.0) != 0.0:
-        ctx.problem(f"ReLU threshold={cfg['threshold']}: Viya's relu is max(0, x)")
-    if float(cfg.get("negative_slope", 0.0) or 0.0) != 0.0:
-        ctx.problem(f"ReLU negative_slope={cfg['negative_slope']}: use LeakyReLU(0.1) (Viya's "
-                    "leaky slope is fixed at 0.1)")
+        ctx.problem(f"ReLU threshold={cfg['threshold']}: Viya's relu is max(0, x), and a "
+                    "thresholded relu has a step at the threshold no Viya layer computes")
+    if float(cfg.get("negative_slope", 0.0) or 0.0) != 0.0 and max_value is not None:
+        ctx.problem(f"ReLU negative_slope={cfg['negative_slope']} together with max_value: "
+                    "use a LeakyReLU or a ReLU(max_value) layer, not both in one")
 
 
 @KERAS_LAYERS.register("LeakyReLU")
 def leaky_relu(layer, cfg, ctx):
-    """LeakyReLU(negative_slope=0.1) -> act leaky (Viya's slope is fixed at 0.1)."""
-    slope = float(cfg.get("negative_slope", cfg.get("alpha", 0.3)))
-    if not math.isclose(slope, 0.1, rel_tol=1e-6):
-        ctx.problem(f"LeakyReLU negative_slope={slope:g}: Viya's leaky activation has slope 0.1 "
-                    "only (Keras 3's default is 0.3)")
+    """LeakyReLU -> act leaky for slope 0.1 (Viya's fixed slope); any other slope through the
+    exact rewrite relu(x) - a*relu(-x)."""
+
+
+@KERAS_LAYERS.register("PReLU")
+def prelu(layer, cfg, ctx):
+    """PReLU with one slope per channel (shared_axes=[1, 2]) -> relu(x) - a*relu(-x)."""
+    _per_channel_slope(layer, cfg, ctx)
+
+
+def _per_channel_slope(layer, cfg, ctx) -> None:
+    shape = _shape(layer, "input")
+    shared = sorted(int(a) for a in (cfg.get("shared_axes") or []))
+    if shape is not None and len(shape) == 3 and shared != [1, 2]:
+        ctx.problem(f"PReLU shared_axes={shared or None}: a slope per position; Viya's "
+                    "per-channel layers can apply one slope per channel only (shared_axes=[1, 2])")
 
 
 @KERAS_LAYERS.register("ELU")
@@ -263,6 +279,20 @@ def zero_padding2d(layer, cfg, ctx):
     """ZeroPadding2D -> folded into the padding of the conv/pool that reads it (a padded average
     pool becomes a depthwise convolution)."""
     _channels_last(cfg, ctx)
+
+
+@KERAS_LAYERS.register("Cropping2D")
+def cropping2d(layer, cfg, ctx):
+    """Cropping2D -> a depthwise convolution with a one-hot kernel (exact)."""
+    _channels_last(cfg, ctx)
+
+
+@KERAS_LAYERS.register("CustomScaleLayer")
+def custom_scale_layer(layer, cfg, ctx):
+    """InceptionResNetV2's x + scale*y -> the scale folded into the layer producing y, then a
+    residual."""
+    if "scale" not in cfg:
+        ctx.problem("CustomScaleLayer without a 'scale' in its configuration")
 
 
 @KERAS_LAYERS.register("Flatten")

@@ -284,14 +284,6 @@ def _check_clean(g: _Graph, problems: list[str], label: str) -> None:
     for node in g.g.node:
         if node.op_type == "Transpose":
             problems += _transpose_problems(g, node)
-        elif node.op_type == "Pad":
-            readers = g.consumers(node.output[0])
-            source = g.producer(node.input[0])
-            if any(r.op_type == "MaxPool" for r in readers) and (
-                    source is None or source.op_type not in _NON_NEGATIVE):
-                problems.append(f"{node.name}: ZeroPadding2D before a max pool of values that may "
-                                "be negative: Keras's padded zeros can win the maximum, Viya's "
-                                "pool padding never does")
     if unsupported and problems:  # layout transposes usually surround the unsupported ops
         problems = [f"(and {len(problems)} layout change(s) around them)"]
     problems = unsupported + problems
@@ -302,7 +294,6 @@ def _check_clean(g: _Graph, problems: list[str], label: str) -> None:
                                  "those layers (a Lambda must compute supported ops only)")
 
 
-_NON_NEGATIVE = ("Relu", "Sigmoid", "Softplus")
 _PASS_THROUGH = ("Identity", "Dropout")
 _AFFINE = ("BatchNormalization", "Mul", "Add", "Sub", "Div")  # by constants: per feature
 
