@@ -12,7 +12,7 @@ from onnx import helper, numpy_helper
 from irc.ir.graph import Graph
 from irc.ir.ops import ACTIVATION_OPS
 from irc.ir.rnn_export import export_recurrent, is_batch_first_recurrent
-from irc.ir.tensors import BATCH, TensorType
+from irc.ir.tensors import BATCH, TensorType, WeightHandle
 
 EXPORT_OPSET = 17
 _ACT_TO_ONNX = {v: k for k, v in ACTIVATION_OPS.items()}
@@ -34,6 +34,20 @@ def _activation_node(act: str, alpha: float, src: str, dst: str, name: str) -> o
     return helper.make_node(_ACT_TO_ONNX[act], [src], [dst], name=name, **kwargs)
 
 
+def _initializer(handle: WeightHandle, name: str) -> onnx.TensorProto:
+    """The weight as an initializer. A described weight (a transform of a source weight) is
+    evaluated block by block straight into the tensor's bytes: never whole as an array too."""
+    dtype = np.dtype(handle.dtype)
+    if not handle.is_expr or handle.store.is_loaded(handle.key) or dtype.kind not in "fiub":
+        return numpy_helper.from_array(np.asarray(handle.numpy()), name)
+    little = dtype.newbyteorder("<")
+    tensor = onnx.TensorProto(name=name, dims=list(handle.shape),
+                              data_type=helper.np_dtype_to_tensor_dtype(dtype))
+    tensor.raw_data = b"".join(block.astype(little, copy=False).tobytes()
+                               for _, block in handle.lazy().blocks())
+    return tensor
+
+
 def to_onnx(graph: Graph, with_intermediates: bool = False) -> onnx.ModelProto:
     """The graph as a checked ONNX model (opset 17).
 
@@ -43,7 +57,7 @@ def to_onnx(graph: Graph, with_intermediates: bool = False) -> onnx.ModelProto:
     nodes, initializers = [], []
     for value in graph.values():
         if value.is_const and graph.use_count(value.name):
-            initializers.append(numpy_helper.from_array(np.asarray(value.const.numpy()), value.name))
+            initializers.append(_initializer(value.const, value.name))
     for node in graph.nodes():
         if is_batch_first_recurrent(node):  # onnxruntime runs layout 0 only
             nodes += export_recurrent(node, _onnx_attrs(node))

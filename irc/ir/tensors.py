@@ -3,16 +3,21 @@
 Weights never live inside graph nodes: a constant value holds a :class:`WeightHandle`, a small
 key into a :class:`WeightStore`. The store keeps the source's own arrays (memory-mapped files,
 views on protobuf bytes) and loads lazy ones on first use. Passes that do not change a weight
-pass its handle along; passes that compute a new weight add a new entry. Copying a graph never
+pass its handle along; passes that compute a new weight add a new entry. A pass that only
+reorders or rescales a weight adds an expression entry (:mod:`irc.ir.weight_expr`): the result
+is described, not computed, and writers evaluate it block by block. Copying a graph never
 copies weights.
 """
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from irc.ir.weight_expr import WeightExpr
 
 # Static shapes only: irc targets Viya, whose layers have fixed sizes. The batch axis is
 # carried as the symbol BATCH so that shapes stay ints everywhere else.
@@ -68,19 +73,35 @@ class WeightHandle:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
     def numpy(self) -> np.ndarray:
-        """The array itself (read-only where the source is read-only). Do not mutate it."""
+        """The array itself (read-only where the source is read-only). Do not mutate it.
+        An expression entry is computed here, in full: big weights go through :meth:`lazy`."""
         return self.store.load(self.key)
+
+    def lazy(self) -> "WeightExpr":
+        """The weight as an expression to compose transforms on, without touching data."""
+        return self.store.lazy(self.key)
+
+    @property
+    def is_expr(self) -> bool:
+        """True when the weight is a described transform, computed only when read."""
+        return self.store.is_expr(self.key)
 
     def __repr__(self) -> str:
         return f"WeightHandle({self.key!r}, {self.shape}, {self.dtype})"
 
 
 class WeightStore:
-    """Arrays by key. Entries are arrays (memory-mapped or in memory) or lazy loaders."""
+    """Arrays by key. Entries are arrays (memory-mapped or in memory), lazy loaders, or
+    expressions over other entries (computed on read, never kept when large)."""
+
+    # An expression read whole with numpy() is kept when at most this big (passes reading a
+    # small folded vector twice); a large one is computed again rather than held.
+    EXPR_CACHE_BYTES = 1 << 20
 
     def __init__(self):
         self._arrays: dict[str, np.ndarray] = {}
         self._loaders: dict[str, Callable[[], np.ndarray]] = {}
+        self._exprs: dict[str, "WeightExpr"] = {}
         self._meta: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
         self._counter = itertools.count()
 
@@ -90,8 +111,12 @@ class WeightStore:
             key = f"{hint}.{next(self._counter)}"
         return key
 
-    def add(self, array: np.ndarray, hint: str = "w") -> WeightHandle:
-        """Store ``array`` (no copy is made) and return its handle."""
+    def add(self, array, hint: str = "w") -> WeightHandle:
+        """Store ``array`` (no copy is made), or a :class:`WeightExpr`, and return its handle."""
+        from irc.ir.weight_expr import WeightExpr
+
+        if isinstance(array, WeightExpr):
+            return self.add_expr(array, hint)
         array = np.asarray(array)
         key = self._fresh_key(hint)
         self._arrays[key] = array
@@ -105,11 +130,37 @@ class WeightStore:
         self._meta[key] = (tuple(int(d) for d in shape), np.dtype(dtype))
         return WeightHandle(self, key)
 
+    def add_expr(self, expr: "WeightExpr", hint: str = "w") -> WeightHandle:
+        """Store a weight described by ``expr``; an expression that is just another entry of
+        this store gives back that entry's handle."""
+        from irc.ir.weight_expr import HandleLeaf
+
+        if isinstance(expr, HandleLeaf) and expr.handle.store is self:
+            return expr.handle
+        key = self._fresh_key(hint)
+        self._exprs[key] = expr
+        self._meta[key] = (tuple(expr.shape), np.dtype(expr.dtype))
+        return WeightHandle(self, key)
+
+    def lazy(self, key: str) -> "WeightExpr":
+        from irc.ir.weight_expr import HandleLeaf
+
+        expr = self._exprs.get(key)
+        return expr if expr is not None else HandleLeaf(WeightHandle(self, key))
+
+    def is_expr(self, key: str) -> bool:
+        return key in self._exprs
+
     def meta(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
         return self._meta[key]
 
     def load(self, key: str) -> np.ndarray:
         array = self._arrays.get(key)
+        if array is None and key in self._exprs:
+            array = self._exprs[key].numpy()
+            if array.nbytes <= self.EXPR_CACHE_BYTES:
+                self._arrays[key] = array
+            return array
         if array is None:
             array = self._loaders.pop(key)()
             shape, dtype = self._meta[key]

@@ -23,6 +23,8 @@ def reverse_channel_constants(options: dict) -> dict:
 
 
 def _reversed_input_axis(weight: LazyWeight) -> LazyWeight:
+    if weight.expr is not None:  # described: reversed block by block when written
+        return LazyWeight.of(weight.expr.flip(1))
     # Copies only this kernel, once, when the writer asks for it.
     return LazyWeight(weight.shape, lambda w=weight: np.ascontiguousarray(w.array()[:, ::-1]))
 

@@ -1,7 +1,9 @@
 """The KERAS-format HDF5 weights file that dlImportModelWeights reads (viya-target.md §5).
 
-Written layer by layer: each weight is computed, written and dropped before the next, so peak
-memory stays near the largest single layer.
+Written layer by layer and block by block: a weight described as an expression (a transpose,
+permutation or per-channel scale of a source weight) is computed one bounded block at a time
+(irc.ir.weight_expr.BLOCK_BYTES), written and dropped, so peak memory stays near one block
+beyond the memory-mapped source.
 """
 from __future__ import annotations
 
@@ -34,13 +36,17 @@ def write_weights(model, path: Path, progress=None) -> None:
             names = layer.weight_names()
             group.attrs["weight_names"] = _fixed_bytes([f"{layer.name}/{w}:0" for w in names])
             for w in names:
-                data = layer.weights[w].array()
-                if not _all_finite(data):
-                    raise InvalidModel(f"weight {w!r} of layer {layer.name!r} (from "
-                                       f"{', '.join(layer.source_nodes) or '?'}) holds NaN or "
-                                       "infinite values", hint="the source model is damaged; "
-                                       "Viya would compute garbage from it")
+                weight = layer.weights[w]
                 # "<L>/<w>:0" inside group "/<L>" makes the dataset /<L>/<L>/<w>:0
-                group.create_dataset(f"{layer.name}/{w}:0", data=data)
+                dataset = group.create_dataset(f"{layer.name}/{w}:0", shape=weight.shape,
+                                               dtype=np.float32)
+                for index, block in weight.blocks():
+                    if not _all_finite(block):
+                        raise InvalidModel(f"weight {w!r} of layer {layer.name!r} (from "
+                                           f"{', '.join(layer.source_nodes) or '?'}) holds NaN "
+                                           "or infinite values", hint="the source model is "
+                                           "damaged; Viya would compute garbage from it")
+                    if block.size:
+                        dataset[index] = block
             if progress is not None:
                 progress(layer.name)

@@ -13,6 +13,8 @@ from typing import Callable
 import numpy as np
 
 from irc import __version__
+from irc.ir.tensors import WeightHandle
+from irc.ir.weight_expr import BLOCK_BYTES, WeightExpr, as_expr
 
 # Canonical dataset order per layer kind (viya-target.md §5.3).
 WEIGHT_ORDER = {
@@ -27,14 +29,42 @@ WEIGHT_ORDER = {
 
 @dataclass
 class LazyWeight:
+    """A layer's weight as written: ``compute()`` gives it whole; when ``expr`` is known
+    (a stored weight or a transform of one) writers stream it block by block instead."""
+
     shape: tuple[int, ...]
     compute: Callable[[], np.ndarray]
+    expr: WeightExpr | None = None
+
+    def __post_init__(self):
+        # A stored weight's own reader (lowering's const_weight passes ``handle.numpy``) is
+        # streamed through the handle's expression: a transformed weight is never computed
+        # whole.
+        owner = getattr(self.compute, "__self__", None)
+        if self.expr is None and isinstance(owner, WeightHandle) \
+                and getattr(self.compute, "__func__", None) is WeightHandle.numpy:
+            self.expr = owner.lazy()
+
+    @classmethod
+    def of(cls, data) -> "LazyWeight":
+        """A weight streamed from a WeightHandle or WeightExpr."""
+        expr = as_expr(data)
+        return cls(tuple(expr.shape), expr.numpy, expr)
 
     def array(self) -> np.ndarray:
         data = np.asarray(self.compute(), dtype=np.float32)  # always float32 (trap 35)
         if data.shape != self.shape:
             raise AssertionError(f"weight computed as {data.shape}, declared {self.shape}")
         return data
+
+    def blocks(self, max_bytes: int = BLOCK_BYTES):
+        """(index, float32 values) covering the weight, one bounded block at a time."""
+        if self.expr is None:
+            yield tuple(slice(0, d) for d in self.shape), self.array()
+            return
+        if tuple(self.expr.shape) != self.shape:
+            raise AssertionError(f"weight described as {self.expr.shape}, declared {self.shape}")
+        yield from self.expr.astype(np.float32).blocks(max_bytes)  # float32 (trap 35)
 
 
 @dataclass

@@ -119,10 +119,12 @@ class NormalizeGemm(Pass):
                                      "row (batch-dependent); an fc bias is one value per output")
                     continue
             if not trans_b or alpha != 1.0:
-                w = graph.const(w_name)
-                w = (np.asarray(w if trans_b else w.T, np.float64) * alpha).astype(w.dtype)
-                graph.set_input(node, 1, graph.add_const(f"{w_name}_canon",
-                                                         np.ascontiguousarray(w)).name)
+                # Described, not computed: the writer streams the transpose (and alpha, in
+                # float64, rounded once) block by block; the source is never copied whole.
+                w = graph.value(w_name).const.lazy()
+                w = w if trans_b else w.T
+                w = w if alpha == 1.0 else w.scale(alpha)
+                graph.set_input(node, 1, graph.add_const(f"{w_name}_canon", w).name)
             if c_name and beta == 0.0:
                 graph.set_input(node, 2, "")
                 node.inputs = node.inputs[:2]

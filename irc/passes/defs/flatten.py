@@ -65,16 +65,14 @@ class ReshapeToFlatten(Pass):
         return changed
 
 
-def _permute_columns(w: np.ndarray, c: int, h: int, wd: int, start: int = 0) -> np.ndarray:
-    """Columns start .. start + H·W·C of ``w`` in H,W,C order -> C,H,W order (the others
-    stay where they are)."""
-    n, size = w.shape[0], c * h * wd
-    segment = w[:, start:start + size].reshape(n, h, wd, c).transpose(0, 3, 1, 2)
-    if start == 0 and size == w.shape[1]:  # the whole weight: one copy, not two
-        return np.ascontiguousarray(segment.reshape(n, size))
-    out = np.array(w, copy=True)
-    out[:, start:start + size] = segment.reshape(n, size)
-    return out
+def _chw_columns(n_columns: int, c: int, h: int, wd: int, start: int = 0) -> np.ndarray:
+    """For each column of the permuted weight, the source column it reads: columns start ..
+    start + H·W·C in H,W,C order become C,H,W order (the others stay where they are)."""
+    size = c * h * wd
+    columns = np.arange(n_columns, dtype=np.int64)
+    hwc = np.arange(size, dtype=np.int64).reshape(h, wd, c)  # source column of (h, w, c)
+    columns[start:start + size] = start + hwc.transpose(2, 0, 1).reshape(-1)
+    return columns
 
 
 def _dense_readers(graph, value: str) -> tuple[list[tuple], list[str]]:
@@ -142,7 +140,10 @@ class FlattenTransposeIntoDense(Pass):
                 continue
             _, c, h, wd = shape
             for gemm, start in readers:
-                new_w = _permute_columns(graph.const(gemm.inputs[1]), c, h, wd, start)
+                # A column permutation described on the weight, applied block by block when
+                # it is written (no copy of the weight here).
+                w = graph.value(gemm.inputs[1]).const.lazy()
+                new_w = w.take(_chw_columns(w.shape[1], c, h, wd, start), axis=1)
                 graph.set_input(gemm, 1, graph.add_const(f"{gemm.inputs[1]}_chw", new_w).name)
                 gemm.provenance = gemm.provenance.merged(node.provenance, self.name)
             graph.set_input(flat, 0, x)

@@ -2,8 +2,9 @@
 BatchNormalization after a conv/fc folds into that layer's weights.
 
 Keras 3 exports batch norm as Mul+Add, and Sub/Div by a constant arrive here as Add/Mul (the
-ONNX frontend rewrites them). New weights are computed in float64, cast back to the weight's
-type and stored as new constants; the source arrays are never written.
+ONNX frontend rewrites them). New vectors are computed in float64, cast back to the weight's
+type and stored as new constants; a folded conv/fc weight is a lazy expression (w·s per
+channel, float64 per block, rounded once) evaluated when written. Sources are never written.
 """
 from __future__ import annotations
 
@@ -155,10 +156,10 @@ class FoldBatchNorm(Pass):
             gamma, beta, mean, var = (np.asarray(graph.const(n), np.float64)
                                       for n in bn.inputs[1:5])
             s = gamma / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
-            w = graph.const(layer.inputs[1])
-            # The per-channel scale in float64, the weights scaled in their own type: one
-            # rounding of w·s, without a float64 copy of every weight (a ResNet50 has 100 MB).
-            new_w = w * s.astype(w.dtype).reshape((-1,) + (1,) * (w.ndim - 1))
+            w = graph.value(layer.inputs[1]).const.lazy()
+            # Described, not computed: w·s per output channel in float64, one rounding to w's
+            # type, block by block when the weight is written (no copy of it here).
+            new_w = w.scale(s, axis=0)
             has_bias = len(layer.inputs) > 2 and layer.inputs[2]
             b = np.asarray(graph.const(layer.inputs[2]), np.float64).reshape(-1) if has_bias \
                 else np.zeros(s.shape)

@@ -45,12 +45,12 @@ class FoldBatchNormIntoNextDense(Pass):
             a = gamma / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
             b = beta - mean * a
             for gemm in readers:
-                w = graph.const(gemm.inputs[1])
-                new_w = w * a.astype(w.dtype)  # (n, F) * (F,): column f scaled by a[f]
+                w = graph.value(gemm.inputs[1]).const.lazy()
+                new_w = w.scale(a, axis=1)  # column f scaled by a[f], evaluated when written
                 has_bias = len(gemm.inputs) > 2 and gemm.inputs[2]
                 c = np.asarray(graph.const(gemm.inputs[2]), np.float64).reshape(-1) \
                     if has_bias else np.zeros(w.shape[0])
-                new_c = c + np.asarray(w, np.float64) @ b
+                new_c = c + w.matvec(b)  # W·b in float64, one block of W at a time
                 graph.set_input(gemm, 1, graph.add_const(f"{gemm.inputs[1]}_bn", new_w).name)
                 if len(gemm.inputs) < 3:
                     gemm.inputs.append("")

@@ -33,7 +33,8 @@ class FoldConstants(Pass):
 
     Given:  $s = Concat($a int64[1], $b int64[1]) {axis=0}; %y = Reshape(%x, $s)
     Result: %y = Reshape(%x, $s int64[2])            ($s now a constant holding the result)
-    The output keeps its name. Results larger than ``ctx.const_fold_max_elements`` and graph
+    The output keeps its name. A Transpose of one constant becomes a lazy transposed weight of
+    any size (nothing is computed until it is written). Other results larger than ``ctx.const_fold_max_elements`` and graph
     outputs are left alone (a Viya model cannot output a constant). One topological sweep
     reaches the fixed point: a folded op's readers come later in the order.
     """
@@ -49,6 +50,14 @@ class FoldConstants(Pass):
             if any(o in graph.outputs for o in node.outputs):
                 ctx.refuse(node, "its result is a graph output; a constant cannot be a model "
                                  "output")
+                continue
+            if node.op_type == "Transpose" and len(inputs) == 1:
+                # A transposed weight (an exporter's weight pre-processing) is described, not
+                # computed: any size, evaluated block by block when written.
+                perm = node.attrs.get("perm")
+                data = graph.value(inputs[0]).const.lazy()
+                _replace_by_const(graph, node, [data.transpose(perm)])
+                changed = True
                 continue
             types = [graph.value(o).type for o in node.outputs]
             size = max(int(np.prod(t.shape, dtype=np.int64)) for t in types)
@@ -68,14 +77,19 @@ class FoldConstants(Pass):
                 ctx.refuse(node, "the evaluated shape differs from the inferred type: "
                            + ", ".join(f"{o} is {r} not {t}" for o, r, t in bad))
                 continue
-            folded = []
-            for out, result, ttype in zip(node.outputs, results, types):
-                data = np.ascontiguousarray(result.astype(ttype.dtype, copy=False))
-                tmp = graph.add_const(f"{out}_folded", data).name
-                graph.replace_uses(out, tmp)
-                folded.append((tmp, out))
-            graph.remove_node(node)
-            for tmp, out in folded:
-                graph.rename_value(tmp, out)
+            _replace_by_const(graph, node, [np.ascontiguousarray(r.astype(t.dtype, copy=False))
+                                            for r, t in zip(results, types)])
             changed = True
         return changed
+
+
+def _replace_by_const(graph: Graph, node, results) -> None:
+    """``node`` gone, each output a constant (an array or weight expression) of its name."""
+    folded = []
+    for out, data in zip(node.outputs, results):
+        tmp = graph.add_const(f"{out}_folded", data).name
+        graph.replace_uses(out, tmp)
+        folded.append((tmp, out))
+    graph.remove_node(node)
+    for tmp, out in folded:
+        graph.rename_value(tmp, out)
