@@ -4,13 +4,17 @@ It answers ``retrieve(action, **params)`` and ``upload(path, importoptions=, cas
 swat does (real ``swat.cas.results.CASResults`` with ``severity``, ``status``, ``messages``),
 records every call, and CHECKS what irc sends against viya-target.md: action and parameter
 names (§3.1, §7.1, the table.* actions), each layer's option keys against §3.2 (emit + also
-accepted) and the "emit" keys being present. A violation raises AssertionError, failing the
-test. It keeps a small server state: caslibs (a caslib whose path is a local directory acts as a
+accepted) and the "emit" keys being present, buildModel's type against the layers (§3.1: RNN
+when a recurrent layer is present), and the HDF5 file against §5.2/§5.3 (layer_names = the
+weighted layers in addLayer order, each kind's datasets in order, kernel shapes). A violation
+raises StandInViolation, a BaseException that no ``except Exception`` in irc can swallow, and
+is also kept in ``violations``. It keeps a small server state: caslibs (a caslib whose path is a local directory acts as a
 file system shared with the client), files, tables and models; dlImportModelWeights reads the
 HDF5 and matches its layer names to the model's layers, as the server does.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import re
@@ -69,7 +73,17 @@ ALSO = {  # §3.2 "also accepted"
 }
 ACTS = {"identity", "relu", "rectifier", "tanh", "sigmoid", "logistic", "softplus", "elu", "leaky",
         "auto", "fcmp", "exp", "sin", "cos"}
-WEIGHTED = {"convo", "groupconvo", "fc", "batchnorm"}
+WEIGHTED = {"convo", "groupconvo", "fc", "batchnorm", "recurrent"}  # §5.2 (and output+fc)
+DATASETS = {  # §5.3, in canonical order; bias only with includebias
+    "convo": ("kernel", "bias"), "groupconvo": ("kernel", "bias"), "fc": ("kernel", "bias"),
+    "output": ("kernel", "bias"), "batchnorm": ("gamma", "beta", "moving_mean", "moving_variance"),
+    "recurrent": ("kernel", "recurrent_kernel", "bias"),
+}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # §5.5
+
+
+class StandInViolation(BaseException):
+    """irc sent what viya-target.md does not allow; not an Exception, so nothing swallows it."""
 LAYER_CODES = {1: "input", 2: "convo", 3: "pool", 4: "fc", 5: "output", 6: "recurrent",
                8: "batchnorm", 9: "residual", 10: "concat", 14: "reshape"}
 COLUMN_TYPES = {"varchar", "char", "double", "int64", "int32"}
@@ -102,6 +116,7 @@ class FakeCAS:
         self.models: dict[str, dict] = {}
         self.loaded: set[str] = set()
         self.closed = False
+        self.violations: list[str] = []
 
     # ---- the test's side -------------------------------------------------------------------
     def put_file(self, caslib: str, rel: str, data: bytes) -> None:
@@ -118,6 +133,22 @@ class FakeCAS:
 
     # ---- swat's side -----------------------------------------------------------------------
     def retrieve(self, _name_, **params):
+        with self._loud():
+            return self._retrieve(_name_, **params)
+
+    def upload(self, data, importoptions=None, casout=None, **kwargs):
+        with self._loud():
+            return self._upload_call(data, importoptions, casout, **kwargs)
+
+    @contextlib.contextmanager
+    def _loud(self):
+        try:
+            yield
+        except AssertionError as exc:
+            self.violations.append(str(exc))
+            raise StandInViolation(str(exc)) from exc
+
+    def _retrieve(self, _name_, **params):
         self.calls.append((_name_, params))
         action = _name_.lower()
         assert action in SIGNATURES, f"irc called {_name_}, which the stand-in does not know"
@@ -129,7 +160,7 @@ class FakeCAS:
                                         "ERROR: The action stopped due to errors."])
         return getattr(self, "_" + action.replace(".", "_"))(_lower(params))
 
-    def upload(self, data, importoptions=None, casout=None, **kwargs):
+    def _upload_call(self, data, importoptions=None, casout=None, **kwargs):
         assert not kwargs, f"unexpected upload arguments {kwargs}"
         params = {"importoptions": importoptions, "casout": casout}
         self.calls.append(("table.upload", params))
@@ -137,8 +168,9 @@ class FakeCAS:
         return self._upload(Path(data), _lower(importoptions or {}), _lower(casout or {}))
 
     def _error(self, action, messages):
-        if self.raise_on_error:  # swat with cas.exception_on_severity=2
-            raise swat.SWATError(f"{action}: {messages[0]}")
+        if self.raise_on_error:  # swat with cas.exception_on_severity=2 raises this
+            raise swat.SWATCASActionError(f"{action}: {messages[0]}", None, self,
+                                          results(2, messages))
         return results(2, messages, status="The action stopped due to errors.")
 
     def _check_params(self, action, params):
@@ -238,6 +270,7 @@ class FakeCAS:
         if not layers and kind != "input":
             return self._error("deepLearn.addLayer", ["ERROR: The first layer must be input."])
         layers.append({"name": p["name"].lower(), "kind": kind, "n": layer.get("n"),
+                       "options": layer,
                        "src": [s.lower() for s in p.get("srclayers") or []],
                        "weighted": kind in WEIGHTED or (kind == "output"
                                                         and layer.get("fullconnect", True))})
@@ -263,12 +296,21 @@ class FakeCAS:
             assert not n or n[-1].get("n") in (None, len(labels)), "one label per neuron"
         import io
 
+        recurrent = any(layer["kind"] == "recurrent" for layer in model["layers"])
+        kinds = {"RNN", "RECURRENT NEURAL NETWORK"} if recurrent else \
+            {"CNN", "CONVOLUTIONAL NEURAL NETWORK"}  # buildModel's word, or the table's row
+        assert str(model["type"]).upper() in kinds, \
+            f"§3.1: buildModel type {model['type']!r} for a model " \
+            f"{'with' if recurrent else 'without'} recurrent layers"
         with h5py.File(io.BytesIO(data), "r") as f:
             listed = [n.decode() for n in f.attrs["layer_names"]]
             wanted = [layer["name"] for layer in model["layers"] if layer["weighted"]]
             if listed != wanted:
                 return self._error("dlImportModelWeights", [
                     "ERROR: Model layer name not found in Keras definition."])
+            for layer in model["layers"]:
+                if layer["weighted"] and "options" in layer:
+                    _check_datasets(f, layer)
             sizes = []
             f.visititems(lambda _, o: sizes.append(o.size) if isinstance(o, h5py.Dataset)
                          else None)
@@ -333,6 +375,32 @@ class FakeCAS:
         if list(frame.columns)[:2] == ["_DLKey0_", "_DLKey1_"]:
             self.models[name] = _model_from_rows(frame)
         return results(caslib=self.active, tableName=name.upper(), casTable=name)
+
+
+def _check_datasets(f: h5py.File, layer: dict) -> None:
+    """§5.2/§5.3: /<L> lists <L>/<param>:0 in canonical order; kernel shapes fit the layer."""
+    name, kind, opts = layer["name"], layer["kind"], layer["options"]
+    params = DATASETS[kind]
+    if kind in ("convo", "groupconvo", "fc", "output") and opts.get("includebias") is False:
+        params = params[:1]
+    names = [n.decode() for n in f[name].attrs["weight_names"]]
+    assert names == [f"{name}/{p}:0" for p in params], f"§5.3 {kind} {name}: {names}"
+    data = {p: f[name][name][f"{p}:0"] for p in params}
+    assert all(d.dtype.kind == "f" for d in data.values()), f"§5.2 {name}: float datasets"
+    kernel = data.get("kernel")
+    if kind in ("convo", "groupconvo"):
+        o, _, kh, kw = kernel.shape
+        assert (o, kh, kw) == (opts["nfilters"], opts["height"], opts["width"]), \
+            f"§5.3 {name}: kernel (O, I, kH, kW) {kernel.shape} for {opts}"
+    elif kind in ("fc", "output"):
+        assert kernel.ndim == 2 and kernel.shape[0] == opts["n"], f"§5.3 {name}: (n, in)"
+    elif kind == "batchnorm":
+        assert len({d.shape for d in data.values()}) == 1, f"§5.3 {name}: four (C) datasets"
+    elif kind == "recurrent":
+        gn = GATES[str(opts["rnntype"]).lower()] * opts["n"]
+        assert kernel.shape[1] == gn, f"§5.5 {name}: kernel (d, G*n) {kernel.shape}"
+        assert data["recurrent_kernel"].shape == (opts["n"], gn), f"§5.5 {name}: (n, G*n)"
+        assert data["bias"].shape in ((gn,), (2, gn)), f"§5.5 {name}: bias {data['bias'].shape}"
 
 
 def _cast(var, cell):

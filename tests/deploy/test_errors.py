@@ -10,7 +10,7 @@ from irc.backends.viya.deploy import (ActionFailed, ActionSetMissing, Authentica
                                       WeightsNotVisible, connect, deploy)
 from irc.errors import IrcError, IrcIOError
 from tests.deploy.conftest import SECRET
-from tests.deploy.fake_cas import FakeCAS, factory
+from tests.deploy.fake_cas import FakeCAS, StandInViolation, factory
 
 
 @pytest.fixture(autouse=True)
@@ -195,16 +195,16 @@ def test_the_stand_in_checks_what_irc_sends():
     conn = FakeCAS()
     conn.retrieve("builtins.loadActionSet", actionSet="deepLearn")
     conn.retrieve("deepLearn.buildModel", model={"name": "m", "replace": True}, type="CNN")
-    with pytest.raises(AssertionError, match="not in its signature"):
+    with pytest.raises(StandInViolation, match="not in its signature"):
         conn.retrieve("deepLearn.buildModel", model="m", modelType="CNN")
-    with pytest.raises(AssertionError, match=r"keys \['act'\] not in §3.2"):
+    with pytest.raises(StandInViolation, match=r"keys \['act'\] not in §3.2"):
         conn.retrieve("deepLearn.addLayer", model="m", name="p", srcLayers=["x"],
                       layer={"type": "pool", "width": 2, "height": 2, "stridevertical": 2,
                              "stridehorizontal": 2, "pool": "max", "act": "relu"})
-    with pytest.raises(AssertionError, match=r"must send \['includebias'\]"):
+    with pytest.raises(StandInViolation, match=r"must send \['includebias'\]"):
         conn.retrieve("deepLearn.addLayer", model="m", name="c", srcLayers=["x"],
                       layer={"type": "convo", "nfilters": 2, "width": 3, "height": 3,
                              "stridevertical": 1, "stridehorizontal": 1, "act": "relu"})
-    with pytest.raises(AssertionError, match="at least 2 srcLayers"):
+    with pytest.raises(StandInViolation, match="at least 2 srcLayers"):
         conn.retrieve("deepLearn.addLayer", model="m", name="r", srcLayers=["x"],
                       layer={"type": "residual", "act": "identity"})

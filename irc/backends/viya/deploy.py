@@ -54,6 +54,10 @@ class WeightsNotVisible(DeployError):
     kind = "weights not visible to the server"
 
 
+class WeightsDoNotMatch(DeployError):
+    kind = "weights file does not match the model"
+
+
 class ActionFailed(DeployError):
     kind = "CAS action failed"
 
@@ -198,10 +202,15 @@ class _Deployer:
         self.conn, self.report = conn, report
 
     def _run(self, action: str, hint, send):
+        import swat
+
         self.report.actions.append(action)
         try:
             result = send()
-        except Exception as exc:  # swat: SWATError/SWATCASActionError (exception_on_severity)
+        # What swat raises: SWATError (connection, protocol) and its subclass
+        # SWATCASActionError (a failed action under cas.exception_on_severity). Anything else
+        # is a bug (irc's or a test stand-in's) and must surface as itself.
+        except swat.SWATError as exc:
             raise ActionFailed(action, getattr(exc, "severity", 2), _scrub(exc), hint=hint) \
                 from None
         messages = [_scrub(m) for m in (getattr(result, "messages", None) or [])]
@@ -349,6 +358,8 @@ def deploy(outdir, conn, *, caslib=None, server_path=None, labels=None, upload_w
     try:
         d.call("builtins.loadActionSet", actionSet="deepLearn")
     except ActionFailed as exc:
+        if "action set" not in " ".join(exc.messages + [exc.status or ""]).lower():
+            raise  # e.g. the connection dropped: not a statement about the action set
         raise ActionSetMissing("the CAS server did not load the deepLearn action set"
                                + "".join(f"\n    server: {m}" for m in exc.messages),
                                hint="the server needs SAS Visual Data Mining and Machine "
@@ -380,7 +391,14 @@ def deploy(outdir, conn, *, caslib=None, server_path=None, labels=None, upload_w
         d.call("deepLearn.dlImportModelWeights", **params)
     except ActionFailed as exc:
         text = " ".join(exc.messages + [exc.status or ""]).lower()
-        if "not found" in text and ("file" in text or "keras" in text):
+        if _LAYER_MISMATCH.search(text):
+            raise WeightsDoNotMatch(
+                f"dlImportModelWeights: the layers in {rel} (caslib {lib!r}) do not match "
+                f"model {model}'s layers" + "".join(f"\n    server: {m}" for m in exc.messages),
+                hint="the file at that path may be another model's or an older compile: "
+                     "deploy this folder's own weights file (--upload, or copy it and pass "
+                     "--server-path)") from None
+        if _FILE_MISSING.search(text):
             raise WeightsNotVisible(
                 f"dlImportModelWeights found no file {rel} in caslib {lib!r} "
                 f"({lib_path or 'no path'})" + "".join(f"\n    server: {m}" for m in exc.messages),
@@ -396,6 +414,13 @@ def deploy(outdir, conn, *, caslib=None, server_path=None, labels=None, upload_w
                    replace=bool(replace))
             report.saved.append(f"{table}.sashdat")
     return report
+
+
+# dlImportModelWeights' messages (viya-target.md §2, DLPy issues #45/#117): a layer-name
+# mismatch names "Keras definition" or "does not exist in model"; a missing file names the file.
+_LAYER_MISMATCH = re.compile(r"layer name not found in keras definition|layer \S+ does not "
+                             r"exist in model")
+_FILE_MISSING = re.compile(r"file\b.*\b(not found|does not exist|cannot be opened)")
 
 
 def _make_visible(d: _Deployer, local: Path, lib: str, lib_path: str, rel: str, upload) -> None:
