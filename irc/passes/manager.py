@@ -10,7 +10,7 @@ from typing import Iterable
 
 from irc.errors import GraphInvalid
 from irc.ir.graph import Graph
-from irc.passes.registry import PassContext, get_pass
+from irc.passes.registry import PassContext, check_order, get_pass
 
 
 class Instrument:
@@ -29,6 +29,7 @@ class PassManager:
                  ctx: PassContext | None = None):
         self.pipeline = list(pipeline)
         self.passes = [get_pass(name) for name in self.pipeline]  # unknown names fail here
+        check_order(self.pipeline)  # and so does a pass placed before one it requires
         self.instruments = list(instruments)
         self.ctx = ctx or PassContext()
         self.changed: list[str] = []

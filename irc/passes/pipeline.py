@@ -16,6 +16,20 @@ DEFAULT_PIPELINE: list[str] = [
     # Explicit Pad ops join the padding of the conv/pool that reads them, before any padding
     # legality is judged in lowering.
     "fold_pad",
+    # Legalization (viya-semantics §15a): what no Viya layer computes becomes exact
+    # compositions of Conv / BatchNormalization / Sum / Relu. A Pad left by fold_pad (it could
+    # not join a reader's padding) becomes a selection conv; so do channel slices and shuffles.
+    "legalize_pad",
+    "legalize_channel_select",
+    # Average pools counting padding become convs; then the padding no Viya layer expresses
+    # (asymmetric, from the source or from fold_pad) moves into a selection conv, including
+    # that of the convs just made.
+    "legalize_avgpool_include_pad",
+    "legalize_layer_padding",
+    # Clip and PReLU become Relu ops and batchnorms before the batchnorm and activation passes,
+    # so the first batchnorm/relu of each can fold or fuse into the conv before it.
+    "legalize_clip",
+    "legalize_prelu",
     # Constant Mul/Add become (or join) BatchNormalization, so fold_batchnorm can push them
     # into a conv/fc; what cannot fold stays a Viya batchnorm layer.
     "fold_mul_add",

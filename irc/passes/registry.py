@@ -2,7 +2,9 @@
 
 A pass rewrites the graph in place and returns whether it changed anything. It never prints,
 times or dumps (instruments on the manager do that). When it declines to rewrite a node it
-matched, it says why through ``ctx.refuse`` so `--explain` can show the reason.
+matched, it says why through ``ctx.refuse`` so `--explain` can show the reason. A pass whose
+patterns only hold after other passes ran names them in ``requires``; the pass manager refuses
+a pipeline that does not run them earlier.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ class Pass:
     """Base class. Subclasses set ``name`` and implement :meth:`run`."""
 
     name: str = ""
+    requires: tuple[str, ...] = ()  # passes that must run earlier in the same pipeline
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         raise NotImplementedError
@@ -54,6 +57,16 @@ def get_pass(name: str) -> Pass:
     if name not in PASSES:
         raise KeyError(f"no pass named {name!r}; known: {', '.join(sorted(PASSES))}")
     return PASSES[name]()
+
+
+def check_order(pipeline: list[str]) -> None:
+    """Raise ValueError when a pass in ``pipeline`` runs before (or without) one it requires."""
+    for index, name in enumerate(pipeline):
+        for needed in get_pass(name).requires:
+            if needed not in pipeline[:index]:
+                where = ("runs after it" if needed in pipeline else "is not in the pipeline")
+                raise ValueError(f"pass {name!r} requires pass {needed!r} to run before it, "
+                                 f"but {needed!r} {where}")
 
 
 def load_all() -> dict[str, type[Pass]]:

@@ -8,5 +8,10 @@ from irc.passes.defs import (  # noqa: F401
     fold_batchnorm_forward,
     fold_constants,
     fold_pad,
+    legalize_avgpool,
+    legalize_channel_select,
+    legalize_clip,
+    legalize_pad,
+    legalize_prelu,
     remove_identity,
 )

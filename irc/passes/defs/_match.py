@@ -1,7 +1,9 @@
-"""Small graph queries shared by the rewrite passes."""
+"""Small graph queries and rewrite helpers shared by the passes."""
 from __future__ import annotations
 
-from irc.ir.graph import Graph, Node
+import numpy as np
+
+from irc.ir.graph import Graph, Node, Provenance
 
 # Ops whose Viya layer has an `act` option (see ops.SCHEMAS carries_activation).
 CARRIERS = ("Conv", "Gemm", "BatchNormalization", "Sum", "Concat")
@@ -49,3 +51,70 @@ def remove_noop(graph, node) -> bool:
     graph.remove_node(node)
     graph.rename_value(src, out)
     return True
+
+
+def replace_with(graph: Graph, old_node: Node, new_value: str) -> None:
+    """``new_value`` (computed by the ops that replace ``old_node``) takes over every reader of
+    ``old_node``'s output and that output's name, so graph outputs and name_map keep the
+    source's names. ``old_node`` is removed."""
+    out = old_node.outputs[0]
+    graph.replace_uses(out, new_value)
+    graph.remove_node(old_node)
+    graph.rename_value(new_value, out)
+
+
+# Ops and fused activations whose output is never negative.
+NON_NEGATIVE_OPS = ("Relu", "Sigmoid", "Softplus")
+NON_NEGATIVE_ACTS = ("relu", "sigmoid", "softplus")
+
+
+def non_negative(graph: Graph, value: str) -> bool:
+    """``value`` is known never to be negative (its producer ends in relu/sigmoid/softplus)."""
+    producer = graph.producer(value)
+    if producer is None:
+        return False
+    return producer.op_type in NON_NEGATIVE_OPS or \
+        producer.attrs.get("activation", "identity") in NON_NEGATIVE_ACTS
+
+
+def add_batchnorm(graph: Graph, x: str, gamma, beta, name: str, provenance: Provenance,
+                  activation: str = "identity") -> str:
+    """A BatchNormalization computing ``activation(gamma·x + beta)`` per channel (mean 0,
+    variance 1, epsilon 0: lowering adds epsilon to the variance, so 0 keeps the scale exact);
+    ``gamma``/``beta`` are scalars or (C,) vectors. Returns the new output value."""
+    ttype = graph.value(x).type
+    channels, dtype = ttype.shape[1], np.dtype(ttype.dtype)
+    vec = [np.broadcast_to(np.asarray(v, np.float64), (channels,)).astype(dtype)
+           for v in (gamma, beta, 0.0, 1.0)]
+    consts = [graph.add_const(f"{name}_{what}", arr).name
+              for what, arr in zip(("scale", "bias", "mean", "var"), vec)]
+    attrs = {"epsilon": 0.0}
+    if activation != "identity":
+        attrs["activation"] = activation
+    node = graph.add_node("BatchNormalization", [x, *consts],
+                          [(graph.unique_value_name(name), ttype)], attrs, name=name,
+                          provenance=provenance)
+    return node.outputs[0]
+
+
+def add_unary(graph: Graph, op_type: str, x: str, name: str, provenance: Provenance) -> str:
+    """A one-input op (Relu, ...) of the same type as ``x``; returns its output value."""
+    node = graph.add_node(op_type, [x], [(graph.unique_value_name(name), graph.value(x).type)],
+                          name=name, provenance=provenance)
+    return node.outputs[0]
+
+
+def insert_after(graph: Graph, value: str, build) -> str:
+    """Put new ops between ``value`` and its readers: ``build(value)`` adds them and returns
+    their output value, which then takes over every reader (and graph-output role) of ``value``
+    and its name. Returns the name ``value`` itself is renamed to."""
+    readers = [(n, slot) for n in graph.consumers(value)
+               for slot, inp in enumerate(n.inputs) if inp == value]
+    new = build(value)
+    for node, slot in readers:
+        graph.set_input(node, slot, new)
+    graph.outputs = [new if o == value else o for o in graph.outputs]
+    inner = graph.unique_value_name(value + "_pre")
+    graph.rename_value(value, inner)
+    graph.rename_value(new, value)
+    return inner
