@@ -100,11 +100,7 @@ def cmd_ops(args) -> int:
         from irc.frontends.keras import KERAS_LAYERS
         from irc.frontends.keras.recurrent import RECURRENT_LAYERS
 
-        from irc.frontends.keras.direct_layers import DIRECT_LAYERS
-
         registries.append(("Keras layers", KERAS_LAYERS))
-        registries.append(("Keras layers irc writes to ONNX itself (other layers: tf2onnx)",
-                           DIRECT_LAYERS))
         registries.append(("Keras sequence-model layers", RECURRENT_LAYERS))
     except ImportError:  # the keras extra is not installed
         pass
@@ -113,6 +109,8 @@ def cmd_ops(args) -> int:
         if wanted and not title.lower().startswith(wanted):
             continue
         print(f"{title} irc converts:")
+        routes = dict(registry.direct_table()) if hasattr(registry, "direct_table") else {}
         for op, note in registry.support_table():
-            print(f"  {op:<24} {note}")
+            route = f"[{routes[op]}] " if routes.get(op, "direct") != "direct" else ""
+            print(f"  {op:<24} {route}{note}")
     return 0

@@ -17,7 +17,7 @@ REQUIRED = ["Activation", "Add", "AveragePooling2D", "BatchNormalization", "Conc
             "Conv2D", "Dense", "Dropout", "Flatten", "GlobalAveragePooling2D", "InputLayer",
             "Lambda", "MaxPooling2D", "ZeroPadding2D", "ReLU", "LeakyReLU", "Softmax", "ELU",
             "DepthwiseConv2D", "SeparableConv2D", "GlobalMaxPooling2D", "Reshape", "Rescaling",
-            "Normalization"]
+            "Normalization", "PReLU", "Cropping2D", "CustomScaleLayer"]
 
 
 def test_registry_lists_every_supported_layer_with_a_note():
@@ -102,8 +102,7 @@ def test_onnx_matches_keras_in_onnxruntime(two_output_model):
 
 def test_every_keras_layer_but_lambda_has_a_direct_handler():
     """The direct route covers the whole support list; only Lambda needs tf2onnx."""
-    from irc.frontends.keras.direct_layers import DIRECT_LAYERS
-
-    missing = set(KERAS_LAYERS.op_types()) - set(DIRECT_LAYERS.op_types()) - {"InputLayer"}
+    missing = {op for op, route in KERAS_LAYERS.direct_table() if route != "direct"}
     assert missing == {"Lambda"}
-    assert all(note for _, note in DIRECT_LAYERS.support_table())
+    assert all(KERAS_LAYERS.emitter(op).__doc__ for op in KERAS_LAYERS.op_types()
+               if op not in missing | {"InputLayer"})

@@ -13,7 +13,7 @@ executed without it.
 """
 from __future__ import annotations
 
-from irc.frontends.keras.layers import KERAS_LAYERS
+from irc.frontends.keras.handlers import KERAS_LAYERS
 from irc.frontends.keras.loading import KERAS_SUFFIXES
 
 __all__ = ["KERAS_LAYERS", "KERAS_SUFFIXES", "import_keras", "keras_to_onnx", "run_keras"]

@@ -7,8 +7,8 @@ and copying each weight once (converted to ONNX's layout). The result is what tf
 give for the same model (N,C,H,W input, Keras-ordered N,H,W,C outputs, a Keras Flatten as
 Transpose -> Flatten), so the same clean-up (:mod:`onnx_cleanup`) follows either route.
 
-The route is taken when every layer (nested models included) has a handler in
-:data:`DIRECT_LAYERS`; anything else (Lambda layers, Keras 3 ops applied to tensors, a layer
+The route is taken when every layer (nested models included) has a handler with an emitter in
+:data:`~irc.frontends.keras.handlers.KERAS_LAYERS`; anything else (Lambda layers, Keras 3 ops applied to tensors, a layer
 irc has no direct handler for) goes through tf2onnx. Node names are the Keras layer names.
 Past SIDE_FILE_BYTES of weights, large ones are written to a side file as external data
 (:mod:`irc.frontends.onnx.side_file`): a ModelProto cannot pass 2 GB, tf2onnx's output neither.
@@ -20,7 +20,8 @@ import onnx
 from onnx import TensorProto, helper
 
 from irc.errors import InvalidModel
-from irc.frontends.keras.direct_layers import DIRECT_LAYERS, Value
+from irc.frontends.keras.handlers import KERAS_LAYERS
+from irc.frontends.keras.handlers.common import Value
 from irc.frontends.keras.model_graph import all_layers, is_container, model_tensors
 from irc.frontends.keras.onnx_writer import OnnxWriter
 from irc.frontends.onnx.side_file import MIN_TENSOR_BYTES, SideFile
@@ -38,7 +39,7 @@ _LAYER_MODULES = ("keras.src.layers.", "keras.layers.", "tf_keras.src.layers.",
 def why_not(model) -> str | None:
     """None if the direct route converts ``model``; else why tf2onnx has to."""
     others = sorted({type(layer).__name__ for layer in all_layers(model)
-                     if not _is_input(layer) and type(layer).__name__ not in DIRECT_LAYERS})
+                     if not _is_input(layer) and KERAS_LAYERS.emitter(type(layer).__name__) is None})
     if others:
         return f"no direct handler for {', '.join(others)}"
     for op in _graph_ops(model):
@@ -138,8 +139,8 @@ class DirectEmitter(OnnxWriter):
                 inner = model_tensors(op, "inputs")
                 outs = self.values_of(op, {_key(t): v for t, v in zip(inner, inputs)})
             else:
-                handler = DIRECT_LAYERS.get(type(op).__name__)
-                outs = handler.fn(self, op, op.get_config(), inputs)
+                emit = KERAS_LAYERS.emitter(type(op).__name__)
+                outs = emit(self, op, op.get_config(), inputs)
             for k, value in enumerate(outs):
                 memo[(id(op), node_index, k)] = value
         return [memo[_key(t)] for t in model_tensors(model, "outputs")]
