@@ -70,7 +70,7 @@ def conv(imp, node, attrs):
 
 
 def _pool(imp, node, attrs, extra):
-    if len(node.output) > 1 and node.output[1]:
+    if len(node.output) > 1 and imp.is_read(node.output[1]):
         imp.problem("MaxPool's indices output is used; Viya pooling has no such output")
         return
     if attrs.get("storage_order", 0):
@@ -117,7 +117,24 @@ def gemm(imp, node, attrs):
     if attrs.get("transA", 0) and not imp.is_const(node.input[0]):
         imp.problem("Gemm with transA=1 reads the batch along axis 1; Viya's batch axis is 0")
         return
+    if len(node.input) > 2 and node.input[2] and not imp.is_const(node.input[2]):
+        _gemm_plus_computed(imp, node, keep)
+        return
     imp.emit("Gemm", node, attrs=keep)
+
+
+def _gemm_plus_computed(imp, node, keep) -> None:
+    """Gemm(A, B, C) with C computed: Gemm(A, B) then a residual Sum with C (same shapes)."""
+    from irc.frontends.onnx.handlers_select import fresh_value
+
+    out_type, c_type = imp._types.get(node.output[0]), imp._types.get(node.input[2])
+    if float(keep.get("beta", 1.0)) != 1.0 or out_type is None or c_type != out_type:
+        imp.problem(f"Gemm's C ({node.input[2]!r}) is computed, not a constant bias; irc adds "
+                    "it only with beta=1 and the output's own shape (Viya's residual layer)")
+        return
+    product = fresh_value(imp, f"{node.output[0]}_product", out_type)
+    imp.emit("Gemm", node, inputs=list(node.input[:2]), attrs=keep, outputs=[product])
+    imp.emit("Sum", node, inputs=[product, node.input[2]])
 
 
 @reg.register("MatMul")
@@ -249,6 +266,11 @@ def concat(imp, node, attrs):
     if axis != 1:
         imp.problem(f"Concat along axis {axis}; Viya concatenates channels (axis 1) only")
         return
+    constants = [i for i in node.input if imp.is_const(i)]
+    if constants:
+        imp.problem(f"Concat joins the constant {constants[0]!r} to computed values; Viya's "
+                    "concat layer joins layer outputs only")
+        return
     imp.emit("Concat", node, attrs={"axis": 1})
 
 
@@ -268,12 +290,6 @@ def _fixed_alpha(imp, node, attrs, default: float, required: float, why: str) ->
         imp.problem(f"{node.op_type} alpha={alpha:g}; {why}")
         return
     imp.emit(node.op_type, node, attrs={"alpha": required})
-
-
-@reg.register("LeakyRelu")
-def leaky_relu(imp, node, attrs):
-    """LeakyRelu(alpha=0.1) -> act leaky (Viya's slope is fixed at 0.1)."""
-    _fixed_alpha(imp, node, attrs, 0.01, 0.1, "Viya's leaky activation has slope 0.1 only")
 
 
 @reg.register("Elu")
@@ -316,7 +332,7 @@ def dropout(imp, node, attrs):
         if training is None or bool(np.asarray(training).item()):
             imp.problem("Dropout in training mode")
             return
-    if len(node.output) > 1 and node.output[1]:
+    if len(node.output) > 1 and imp.is_read(node.output[1]):
         imp.problem("Dropout's mask output is used")
         return
     imp.emit("Dropout", node, inputs=[node.input[0]], outputs=[node.output[0]])
@@ -326,6 +342,9 @@ def dropout(imp, node, attrs):
 def flatten(imp, node, attrs):
     """Flatten(axis=1) -> absorbed: Viya fc layers flatten their input as C,H,W."""
     axis = int(attrs.get("axis", 1))
+    x_type = imp.type_of(node.input[0])
+    if axis < 0 and x_type is not None:
+        axis += x_type.rank  # ONNX counts a negative axis from the end
     if axis != 1 and not imp.is_const(node.input[0]):
         imp.problem(f"Flatten axis={axis}; only axis=1 keeps the batch axis apart")
         return
@@ -364,14 +383,34 @@ def pad(imp, node, attrs):
         if len(node.input) > 2 and node.input[2]:
             const_value = imp.const(node.input[2])
             value = None if const_value is None else float(np.asarray(const_value).item())
-        if len(node.input) > 3 and node.input[3]:
-            imp.problem("Pad with an axes input is not supported; give pads for every axis")
-            return
         inputs = [node.input[0], node.input[1]]
+        if len(node.input) > 3 and node.input[3]:
+            inputs[1] = _pads_for_every_axis(imp, node)
+            if inputs[1] is None:
+                return
     if mode != "constant" or value != 0.0:
         imp.problem(f"Pad mode={mode!r} value={value}; Viya pads with zeros only")
         return
     imp.emit("Pad", node, inputs=inputs, attrs={"mode": "constant"})
+
+
+def _pads_for_every_axis(imp, node) -> str | None:
+    """Opset 18's Pad(x, pads, value, axes) as the pads of every axis (zeros elsewhere)."""
+    axes, amounts, x_type = imp.const(node.input[3]), imp.const(node.input[1]), \
+        imp.type_of(node.input[0])
+    if axes is None or x_type is None:
+        imp.problem("Pad's axes are not constant")
+        return None
+    rank, axes = x_type.rank, [int(a) for a in np.asarray(axes).reshape(-1)]
+    amounts = [int(p) for p in np.asarray(amounts).reshape(-1)]
+    axes = [a + rank if a < 0 else a for a in axes]
+    if len(amounts) != 2 * len(axes) or not all(0 <= a < rank for a in axes):
+        imp.problem(f"Pad axes {axes} and pads {amounts} do not fit a {rank}-D input")
+        return None
+    full = np.zeros(2 * rank, np.int64)
+    for i, axis in enumerate(axes):
+        full[axis], full[axis + rank] = amounts[i], amounts[i + len(axes)]
+    return imp.add_const(imp.graph.unique_value_name(f"{node.output[0]}_pads"), full)
 
 
 def _axes_input(imp, node, attrs):

@@ -51,6 +51,7 @@ class OnnxImporter:
         self._batch_values: set[str] = set()  # values computed from a graph input
         self._current: str | None = None
         self._foldable: set[int] = set()
+        self._read: set[str] | None = None
 
     # ---- handler helpers ------------------------------------------------------------------
     def problem(self, message: str) -> None:
@@ -94,6 +95,13 @@ class OnnxImporter:
         self.graph.add_node(op_type, inputs, out_types, attrs or {}, name=self._current,
                             provenance=Provenance((self._current,)))
 
+    def is_read(self, name: str) -> bool:
+        """Whether a node or the graph's outputs read ``name`` (an output may be named unread)."""
+        if self._read is None:
+            g = self.model.graph
+            self._read = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+        return bool(name) and name in self._read
+
     def alias(self, dst: str, src: str, node: onnx.NodeProto) -> None:
         """``dst`` is ``src`` (an op that computes nothing): emit an Identity for later removal."""
         self.emit("Identity", node, [src], {}, [dst])
@@ -110,7 +118,9 @@ class OnnxImporter:
         if len(node.input) < schema.min_input or any(
                 i >= len(node.input) or not node.input[i] for i in required):
             return f"{node.op_type} is missing a required input (has {list(node.input)})"
-        if not node.output or not node.output[0]:
+        # A recurrent op may leave its sequence output Y unnamed and give only Y_h.
+        named = node.output[:] if node.op_type in ("RNN", "LSTM", "GRU") else node.output[:1]
+        if not any(named):
             return f"{node.op_type} has no output"
         return None
 
@@ -245,13 +255,19 @@ def _graph_name(model: onnx.ModelProto, label: str) -> str:
     return Path(label).stem if label else "model"
 
 
-def import_onnx(source, input_shapes=None, label: str | None = None) -> Graph:
-    """An ONNX file path or ModelProto as an IR graph (weights by reference)."""
+def import_onnx(source, input_shapes=None, label: str | None = None,
+                notes: list[str] | None = None) -> Graph:
+    """An ONNX file path or ModelProto as an IR graph (weights by reference).
+
+    ``notes``: a list the user-facing notes of the import are appended to (an opset upgrade).
+    """
     # Importing the handler module fills the registry.
-    from irc.frontends.onnx import handlers, handlers_rnn  # noqa: F401
+    from irc.frontends.onnx import handlers, handlers_rnn, handlers_select  # noqa: F401
+    from irc.frontends.onnx.opset import upgrade_old_opset
     from irc.frontends.onnx.rnn_layout import batch_first_recurrent
 
     label = label or (str(source) if not isinstance(source, onnx.ModelProto) else "<ModelProto>")
     model, base_dir = loader.load_model(source, label, map_weights=True)
+    model = upgrade_old_opset(model, label, notes)
     model = batch_first_recurrent(model, input_shapes, label)  # time-major RNN ops (issue 6)
     return OnnxImporter(model, label, base_dir, input_shapes).run()

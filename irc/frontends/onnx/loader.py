@@ -19,7 +19,6 @@ from irc.errors import InvalidModel, UnsupportedAttribute
 from irc.frontends.onnx import side_file, wire
 from irc.ir.tensors import TensorType, WeightStore
 
-MIN_OPSET, MAX_OPSET = 9, 21
 # Initializers up to this size are kept in the shape-inference skeleton (shape constants).
 _SKELETON_KEEP_ELEMENTS = 4096
 
@@ -50,12 +49,10 @@ def load_model(source, label: str, map_weights: bool = False
 
 
 def check_opset(model: onnx.ModelProto, label: str) -> int:
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is None or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise InvalidModel(f"default-domain opset {opset} is outside the supported {MIN_OPSET}.."
-                           f"{MAX_OPSET}", file=label,
-                           hint="convert it with onnx.version_converter.convert_version(model, 17)")
-    return opset
+    """The model's default-domain opset (irc.frontends.onnx.opset says which are read)."""
+    from irc.frontends.onnx.opset import check_opset as check
+
+    return check(model, label)
 
 
 def _external_info(tensor: TensorProto) -> dict[str, str]:

@@ -1,0 +1,62 @@
+"""Which default-domain opsets irc reads, and the upgrade of old ones.
+
+The handlers are written against opsets ``MIN_OPSET``.. (where the attribute/input forms they
+know start). A model older than that (PyTorch's exporters wrote opsets 6-9 for years; ONNX's
+own backend test data is such) is upgraded by ``onnx.version_converter`` and the user is told.
+Any opset the installed onnx knows is accepted; a newer one cannot be shape-checked, so it is
+refused.
+"""
+from __future__ import annotations
+
+import onnx
+from onnx import helper, version_converter
+
+from irc.errors import InvalidModel
+
+MIN_OPSET = 9
+# Old models are upgraded to 13, not just to MIN_OPSET: opset 13 is where every axis-like operand
+# the handlers read (Squeeze/Unsqueeze/Split axes, Clip bounds, Pad amounts, Slice bounds) is an
+# input, the form the IR itself uses, and onnx's adapters from opsets 6-8 reach 13 for every
+# model in onnx's PyTorch test data (opset 9 refuses MaxPool with dilations, 11 and 17 add
+# nothing irc needs). One constant: upgraded models always arrive in the same form.
+UPGRADE_TO = 13
+MAX_OPSET = onnx.defs.onnx_opset_version()
+
+
+def default_opset(model: onnx.ModelProto) -> int | None:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def check_opset(model: onnx.ModelProto, label: str) -> int:
+    """The model's default-domain opset, which must be one irc handles."""
+    opset = default_opset(model)
+    if opset is None or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise InvalidModel(f"default-domain opset {opset} is outside the supported {MIN_OPSET}.."
+                           f"{MAX_OPSET}", file=label,
+                           hint=f"opsets 1..{MIN_OPSET - 1} are upgraded automatically; a newer "
+                                f"opset needs a newer onnx package, or re-export the model at "
+                                f"opset <= {MAX_OPSET}")
+    return opset
+
+
+def upgrade_old_opset(model: onnx.ModelProto, label: str,
+                      notes: list[str] | None) -> onnx.ModelProto:
+    """``model`` itself, or, below MIN_OPSET, a copy converted to opset UPGRADE_TO."""
+    opset = default_opset(model)
+    if opset is None or opset >= MIN_OPSET or opset < 1:
+        return model
+    try:
+        upgraded = version_converter.convert_version(model, UPGRADE_TO)
+    except Exception as exc:  # the converter raises RuntimeError/IndexError/its own types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+        raise InvalidModel(f"default-domain opset {opset} is older than {MIN_OPSET} and "
+                           f"onnx.version_converter cannot upgrade it to {UPGRADE_TO}: {first}",
+                           file=label, hint=f"re-export the model at opset {UPGRADE_TO} or "
+                                            "newer") from None
+    # The converter keeps the old IR version, which predates initializers that are not inputs.
+    upgraded.ir_version = max(upgraded.ir_version, helper.find_min_ir_version_for(
+        [helper.make_opsetid("", UPGRADE_TO)]))
+    if notes is not None:
+        notes.append(f"the model's opset {opset} was upgraded to opset {UPGRADE_TO} with "
+                     "onnx.version_converter before conversion (verification runs the original)")
+    return upgraded
