@@ -23,7 +23,7 @@ def import_model(source, input_shape=None, weights=None, **frontend_options) -> 
     src = open_source(source, weights, **frontend_options)
     lowered = to_onnx(src, input_shape)
     report("importing ONNX into irc's graph")
-    # Keras and Caffe frontends already fixed the input shape in the ONNX they made.
+    # Keras, Caffe and PyTorch frontends already fixed the input shape in the ONNX they made.
     shapes = input_shape if src.kind == "onnx" else None
     graph = import_onnx(lowered.onnx, input_shapes=shapes, label=src.label)
     return Imported(graph, src, lowered.has_weights, lowered.warnings)
@@ -48,13 +48,17 @@ def compile(source, name: str | None = None, input_shape=None, input_options: di
     """Compile ``source`` into a :class:`~irc.backends.viya.model.ViyaModel`.
 
     ``source``: an .onnx path or ModelProto, a .prototxt (with ``weights=`` its .caffemodel),
-    a .keras/.h5 path or a keras.Model. ``input_shape``: a shape for a single-input model, or
+    a .keras/.h5 path or a keras.Model, an nn.Module or ExportedProgram or a PyTorch file (.pt2,
+    TorchScript .pt). ``input_shape``: a shape for a single-input model, or
     {input name: shape}, fixing dynamic dimensions. ``input_options``: Viya input
     preprocessing ``scale``, ``offsets``, ``normstds`` (the source model is taken to receive
     ``(x*scale - offsets)/normstds``) and ``channel_order`` ('bgr' or 'rgb': the order the
     source was trained on). ``instruments``: pass instruments (irc.passes.instruments);
     ``pass_context`` collects the passes' refusals. ``frontend_options``: ``drop_lrn`` (Caffe),
-    ``allow_lambda`` and ``keras_route`` ("auto", "direct" or "tf2onnx") (Keras).
+    ``allow_lambda`` and ``keras_route`` ("auto", "direct" or "tf2onnx") (Keras);
+    ``example_inputs`` (a tuple of tensors: an nn.Module's input shape), ``allow_pickle``
+    (load PyTorch files, which runs code stored in them) and ``torch_exporter`` ("auto",
+    "dynamo" or "torchscript") (PyTorch).
     """
     from irc.backends.viya.lower import lower
     from irc.passes.registry import PassContext

@@ -82,6 +82,10 @@ def _frontend_options(args) -> dict:
         options["allow_lambda"] = True
     if getattr(args, "keras_route", "auto") != "auto":
         options["keras_route"] = args.keras_route
+    if getattr(args, "allow_pickle", False):
+        options["allow_pickle"] = True
+    if getattr(args, "torch_exporter", "auto") != "auto":
+        options["torch_exporter"] = args.torch_exporter
     return options
 
 

@@ -10,8 +10,9 @@ from irc.cli.tools import cmd_deploy, cmd_diff, cmd_export, cmd_inspect
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="irc", description="Compile ONNX (and Keras, Caffe) "
-                                     "models into SAS Viya deep-learning models, with proof.")
+    parser = argparse.ArgumentParser(prog="irc", description="Compile ONNX (and Keras, Caffe, "
+                                     "PyTorch) models into SAS Viya deep-learning models, "
+                                     "with proof.")
     parser.add_argument("--version", action="version", version=f"irc {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--keras-route", choices=["auto", "direct", "tf2onnx"], default="auto",
                        help="Keras: how the model becomes ONNX: irc's own emitter when every "
                             "layer has a direct handler, else tf2onnx (auto); or force one")
+        p.add_argument("--allow-pickle", action="store_true",
+                       help="PyTorch: load .pt2, TorchScript and pickled-module files (loading "
+                            "runs code stored in the file: only for files you trust)")
+        p.add_argument("--torch-exporter", choices=["auto", "dynamo", "torchscript"],
+                       default="auto", help="PyTorch: how the model becomes ONNX: the dynamo "
+                       "exporter, falling back to the TorchScript exporter if it fails (auto); "
+                       "or force one")
 
     def debugging(p):
         p.add_argument("--dump-after", metavar="all|PASS[,PASS]",
@@ -62,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fix dynamic input dimensions (repeat per input)")
 
     p = sub.add_parser("compile", help="compile a model into a Viya output folder")
-    p.add_argument("model", help="a .onnx, .prototxt, .keras or .h5 file")
+    p.add_argument("model", help="a .onnx, .prototxt, .keras, .h5, .pt2 or TorchScript .pt file")
     frontend(p)
     p.add_argument("-o", "--output", required=True, help="output folder (must not exist)")
     p.add_argument("--name", help="Viya model name (default: the file name)")

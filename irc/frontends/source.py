@@ -15,15 +15,18 @@ import numpy as np
 from irc.errors import InvalidModel, VerificationFailed
 
 SUFFIXES = {".onnx": "onnx", ".prototxt": "caffe", ".keras": "keras", ".h5": "keras",
-            ".hdf5": "keras"}
+            ".hdf5": "keras", ".pt2": "pytorch", ".pt": "pytorch", ".pth": "pytorch",
+            ".torchscript": "pytorch"}
 
 
 @dataclass
 class Source:
-    kind: str  # onnx | caffe | keras
-    model: object  # a path, or an in-memory model (onnx.ModelProto, keras.Model)
+    kind: str  # onnx | caffe | keras | pytorch
+    # a path, or an in-memory model (onnx.ModelProto, keras.Model, nn.Module, ExportedProgram)
+    model: object
     weights: Path | None = None  # Caffe's .caffemodel
-    # frontend options: drop_lrn (Caffe), allow_lambda and keras_route (Keras)
+    # frontend options: drop_lrn (Caffe), allow_lambda and keras_route (Keras),
+    # allow_pickle, example_inputs and torch_exporter (PyTorch)
     options: dict = field(default_factory=dict)
     label: str = ""
 
@@ -54,6 +57,10 @@ def open_source(model, weights=None, **options) -> Source:
         return Source("onnx", model, None, options, "<ModelProto>")
     if _is_keras_object(model):
         return Source("keras", model, None, options, f"<{type(model).__name__}>")
+    from irc.frontends.pytorch import is_torch_object
+
+    if is_torch_object(model):
+        return Source("pytorch", model, None, options, f"<{type(model).__name__}>")
     if isinstance(model, (str, Path)):
         suffix = Path(model).suffix.lower()
         if suffix == ".caffemodel":
@@ -63,12 +70,14 @@ def open_source(model, weights=None, **options) -> Source:
         if kind is None:
             raise InvalidModel(f"unknown model file type {suffix or '(no suffix)'!r}",
                                file=str(model), hint="irc reads .onnx, .prototxt (+ --weights "
-                                                     ".caffemodel), .keras and .h5 files")
+                                                     ".caffemodel), .keras, .h5, and PyTorch "
+                                                     ".pt2, .pt, .pth files")
         if weights is not None and kind != "caffe":
             raise InvalidModel("--weights is for Caffe models only", file=str(model))
         return Source(kind, Path(model), Path(weights) if weights else None, options, str(model))
     raise InvalidModel(f"cannot compile an object of type {type(model).__name__}",
-                       hint="pass a model file path, an onnx.ModelProto or a keras.Model")
+                       hint="pass a model file path, an onnx.ModelProto, a keras.Model, "
+                            "an nn.Module or an ExportedProgram")
 
 
 def to_onnx(src: Source, input_shape=None) -> Lowered:
@@ -85,6 +94,14 @@ def to_onnx(src: Source, input_shape=None) -> Lowered:
             warnings.append("no .caffemodel given: the structure is converted, the weights "
                             "file is not written and nothing is verified")
         return Lowered(conv.model, conv.has_weights, warnings)
+    if src.kind == "pytorch":
+        from irc.frontends.pytorch import pytorch_to_onnx
+
+        proto, notes = pytorch_to_onnx(src.model, input_shape,
+                                       allow_pickle=bool(src.options.get("allow_pickle")),
+                                       example_inputs=src.options.get("example_inputs"),
+                                       exporter=src.options.get("torch_exporter", "auto"))
+        return Lowered(proto, True, notes)
     from irc.frontends.keras import keras_to_onnx
 
     return Lowered(keras_to_onnx(src.model, input_shape=input_shape,
@@ -112,6 +129,10 @@ def run_source(src: Source, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarra
 
         return run_keras(src.model, _single(feeds),
                          allow_lambda=bool(src.options.get("allow_lambda")))
+    if src.kind == "pytorch":
+        from irc.frontends.pytorch import run_pytorch
+
+        return run_pytorch(src.model, feeds, allow_pickle=bool(src.options.get("allow_pickle")))
     return _run_onnx(src.model, feeds)
 
 
