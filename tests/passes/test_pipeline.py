@@ -164,3 +164,25 @@ def test_a_pass_that_breaks_the_graph_is_caught_even_when_it_says_nothing_change
     graph = build(b, [b.op("Relu", b.conv(b.input, 2, 1))])
     with pytest.raises(GraphInvalid, match="test_silent_breaker"):
         PassManager([SilentBreaker.name]).run(graph)
+
+
+def test_a_pass_before_one_it_requires_is_refused_by_name():
+    with pytest.raises(ValueError, match="'legalize_pad' requires pass 'fold_pad'.*runs after"):
+        PassManager(["legalize_pad", "fold_pad"])
+    with pytest.raises(ValueError, match="'fold_pad' is not in the pipeline"):
+        PassManager(["legalize_pad"])
+
+
+def test_scaled_branch_of_a_sum_folds_into_its_conv():
+    """InceptionResNetV2's CustomScaleLayer x + s·up: the Mul by a scalar folds into the conv
+    computing ``up`` (fold_mul_add, then fold_batchnorm), leaving convs and one residual."""
+    b = OnnxBuilder("scaled_sum", (1, 4, 6, 6))
+    x = b.op("Relu", b.conv(b.input, 8, 3, pads=[1, 1, 1, 1]))
+    up = b.conv(b.op("Relu", b.conv(x, 8, 1)), 8, 1, name="up")
+    scaled = b.op("Mul", up, b.const(np.array(0.17, np.float32)), name="scale")
+    y = b.op("Relu", b.op("Add", x, scaled, name="sum"))
+    out, manager = _run_pipeline(build(b, [y]))
+    assert out.op_counts() == {"Conv": 3, "Sum": 1}
+    [add] = [n for n in out.nodes() if n.op_type == "Sum"]
+    producers = [out.producer(v) for v in add.inputs]
+    assert any("scale" in p.provenance.sources and p.op_type == "Conv" for p in producers)
