@@ -58,8 +58,11 @@ def test_convolution(tmp_path, body):
 # ---- pooling: Caffe rounds up -----------------------------------------------------------------
 
 # (method, size, pad) where Viya can express it: 3x3/2 on 14 pad 0 (Caffe 7, floor 6 -> Viya
-# automatic padding), on 15 pad 0 (7 = floor -> explicit 0), max pool on 15 pad 1 (8 = floor).
-POOL_OK = [("MAX", 14, 0), ("MAX", 15, 0), ("MAX", 15, 1), ("AVE", 14, 0), ("AVE", 15, 0)]
+# automatic padding), on 15 pad 0 (7 = floor -> explicit 0), max pool on 15 pad 1 (8 = floor);
+# a padded AVE pool on 15 (Caffe counts the pad cells in its divisor) becomes a depthwise
+# convolution with weights 1/9 (legalize_avgpool_include_pad).
+POOL_OK = [("MAX", 14, 0), ("MAX", 15, 0), ("MAX", 15, 1), ("AVE", 14, 0), ("AVE", 15, 0),
+           ("AVE", 15, 1)]
 
 
 @pytest.mark.parametrize("method,size,pad", POOL_OK, ids=[f"{m}-{s}-pad{p}" for m, s, p in POOL_OK])
@@ -77,11 +80,9 @@ def test_pooling_2x2_on_odd_size(tmp_path):
 
 
 # Refused by irc's Viya backend (the ONNX is still checked): 3x3/2 pad 1 on 14 rounds up to 8
-# (no Viya padding gives 8 with windows starting at -1), and padded AVE pools count pad cells
-# in Caffe's divisor, which Viya's divisor is not known to do.
+# (no Viya padding gives 8 with windows starting at -1).
 POOL_REFUSED = [("MAX", 14, 1, "cannot be expressed in Viya"),
-                ("AVE", 14, 1, "cannot be expressed in Viya"),
-                ("AVE", 15, 1, "count_include_pad=1")]
+                ("AVE", 14, 1, "cannot be expressed in Viya")]
 
 
 @pytest.mark.parametrize("method,size,pad,why", POOL_REFUSED,

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from irc.frontends.caffe.converter import CAFFE_LAYERS, Converter
+from irc.frontends.caffe.converter import Converter
+from irc.frontends.caffe.registry import CAFFE_LAYERS
 from irc.frontends.caffe.reader import read_caffemodel, read_prototxt, weight_blobs
 from irc.frontends.caffe import inputs as _inputs, layers as _layers  # noqa: F401 - fill CAFFE_LAYERS
 

@@ -13,20 +13,15 @@ from onnx import TensorProto, helper
 
 from irc.errors import InvalidModel, UnsupportedAttribute, UnsupportedOp
 from irc.frontends.caffe.reader import CaffeLayer, CaffeNet, blob_array, strip_ones
-from irc.frontends.registry import HandlerRegistry, format_unsupported
+from irc.frontends.caffe.registry import CAFFE_LAYERS, LABEL, Skip
+from irc.frontends.registry import format_unsupported
 from irc.limits import check_tensor_bytes
 
-CAFFE_LAYERS = HandlerRegistry("Caffe")
 OPSET = 17
-LABEL = "label"  # shape marker of a data layer's label top (absent at inference)
 # Unsupported layer types whose top has the bottom's shape: the layers after them are still
 # checked, so one error lists every problem.
 SHAPE_PRESERVING = {"LRN", "PReLU", "ELU", "AbsVal", "BNLL", "Power", "Exp", "Log", "Threshold",
                     "MVN", "Bias", "Clip", "Swish", "ReLU6"}
-
-
-class Skip(Exception):
-    """A layer reads a tensor an earlier (already reported) problem left undefined."""
 
 
 class Converter:

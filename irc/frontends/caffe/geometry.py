@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from irc.frontends.caffe.converter import Skip
+from irc.frontends.caffe.registry import Skip
 
 
 def hw(cv, p, name: str, h_name: str, w_name: str, default):

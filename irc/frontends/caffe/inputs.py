@@ -2,8 +2,8 @@
 top-level ``input`` + ``input_dim``/``input_shape`` fields are read by the converter)."""
 from __future__ import annotations
 
-from irc.frontends.caffe.converter import CAFFE_LAYERS as reg
-from irc.frontends.caffe.converter import LABEL
+from irc.frontends.caffe.registry import CAFFE_LAYERS as reg
+from irc.frontends.caffe.registry import LABEL
 from irc.frontends.caffe.geometry import input_override
 
 

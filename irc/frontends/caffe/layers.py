@@ -12,8 +12,8 @@ import math
 import numpy as np
 
 from irc.frontends.caffe import caffe_subset_pb2 as pb
-from irc.frontends.caffe.converter import CAFFE_LAYERS as reg
-from irc.frontends.caffe.converter import Skip
+from irc.frontends.caffe.registry import CAFFE_LAYERS as reg
+from irc.frontends.caffe.registry import Skip
 from irc.frontends.caffe.geometry import caffe_pool_size, hw
 
 # ---- helpers --------------------------------------------------------------------------------
