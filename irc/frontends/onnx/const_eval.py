@@ -12,7 +12,7 @@ import onnx
 from onnx import helper
 
 # Ops whose result is not a function of their inputs.
-_NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                  "Multinomial", "Bernoulli"}
 MAX_FOLD_ELEMENTS = 1 << 22
 
@@ -23,7 +23,7 @@ def foldable_nodes(model: onnx.ModelProto) -> set[int]:
     found = set()
     for index, node in enumerate(model.graph.node):
         inputs = [i for i in node.input if i]
-        if node.op_type in _NOT_FOLDABLE or node.domain not in ("", "ai.onnx"):
+        if node.op_type in NOT_FOLDABLE or node.domain not in ("", "ai.onnx"):
             continue
         if (inputs or node.op_type in ("Constant",)) and all(i in known for i in inputs):
             found.add(index)

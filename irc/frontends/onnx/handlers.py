@@ -467,5 +467,5 @@ def _define_const(imp, name: str, array: np.ndarray) -> None:
     if imp.graph.has_value(name):
         imp.problem(f"value {name!r} is defined twice")
         return
-    handle = imp.graph.weights.add(np.ascontiguousarray(array), hint=name)
+    handle = imp.graph.weights.add(np.asarray(array, order="C"), hint=name)
     imp.graph.add_const(name, handle)

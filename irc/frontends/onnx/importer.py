@@ -15,7 +15,7 @@ from irc.errors import UnsupportedAttribute, UnsupportedOp
 from irc.frontends.registry import HandlerRegistry, format_unsupported
 from irc.ir.graph import Graph, Provenance
 from irc.ir.tensors import BATCH, TensorType
-from irc.frontends.onnx import const_eval, loader
+from irc.frontends.onnx import const_eval, loader, shape_folding
 from irc.limits import check_graph_size, check_tensor_bytes, graph_depth
 
 ONNX_OPS = HandlerRegistry("ONNX")
@@ -69,7 +69,7 @@ class OnnxImporter:
         return None
 
     def add_const(self, name: str, array: np.ndarray) -> str:
-        return self.graph.add_const(name, np.ascontiguousarray(array)).name
+        return self.graph.add_const(name, np.asarray(array, order="C")).name
 
     def emit(self, op_type: str, node: onnx.NodeProto, inputs: list[str] | None = None,
              attrs: dict | None = None, outputs: list[str] | None = None) -> None:
@@ -162,7 +162,7 @@ class OnnxImporter:
         if any(r.size > const_eval.MAX_FOLD_ELEMENTS for r in results):
             return False
         for out, result in zip([o for o in node.output if o], results):
-            self.graph.add_const(out, self.graph.weights.add(np.ascontiguousarray(result), out))
+            self.graph.add_const(out, self.graph.weights.add(np.asarray(result, order="C"), out))
         return True
 
     def _check_constant_attribute(self, node: onnx.NodeProto) -> None:
@@ -188,6 +188,8 @@ class OnnxImporter:
         check_graph_size(len(nodes), graph_depth((n.input, n.output) for n in nodes),
                          file=self.label)
         self._foldable = const_eval.foldable_nodes(self.model)
+        shape_nodes = shape_folding.shape_nodes(self.model, self._foldable)
+        self._foldable |= shape_nodes  # no handler needed: the scan must not list them
         self.scan_unsupported()
         g = self.model.graph
         init_names = set()
@@ -197,7 +199,7 @@ class OnnxImporter:
             init_names.add(tensor.name)
         # Constant-only nodes first: shape inference then sees their results as constants.
         folded_nodes, folded_values = set(), {}
-        for index in sorted(self._foldable):
+        for index in sorted(self._foldable - shape_nodes):
             node = g.node[index]
             self._current = node_label(node, index)
             if self.fold(node):
@@ -207,6 +209,12 @@ class OnnxImporter:
         # A constant that failed to evaluate is missing from the skeleton shape inference and
         # the checker see, which would then report the wrong thing: report it now.
         self._raise_problems()
+        if shape_nodes:
+            shape_folding.fold_shapes(self, shape_nodes, folded_values, folded_nodes)
+            for name in sorted(n for n in folded_values if not self.graph.has_value(n)):
+                self.graph.add_const(name, self.graph.weights.add(
+                    np.asarray(folded_values[name], order="C"), name))
+            self._raise_problems()
         self._types = loader.infer_types(self.model, self._input_shapes, self.label,
                                          folded_values, folded_nodes)
         for inp in g.input:

@@ -198,8 +198,9 @@ def _parse_input_shapes(model, input_shapes, label) -> dict[str, tuple[int, ...]
 
 def infer_types(model: onnx.ModelProto, input_shapes, label: str,
                 folded: dict[str, np.ndarray] | None = None,
-                skip_nodes: set[int] = frozenset()) -> dict[str, TensorType]:
-    """Static types of every value, inferred with batch size 1.
+                skip_nodes: set[int] = frozenset(), batch: int = 1) -> dict[str, TensorType]:
+    """Static types of every value, inferred with batch size ``batch`` (1 unless the shape
+    folding of :mod:`shape_folding` asks for another to tell the batch apart).
 
     Declared input sizes are checked against irc.limits before anything is allocated.
 
@@ -239,7 +240,7 @@ def infer_types(model: onnx.ModelProto, input_shapes, label: str,
             raise UnsupportedAttribute(f"input {inp.name!r} has rank {len(dims)}; irc needs a batch "
                                        "axis and at least one feature axis", file=label,
                                        hint="give --input-shape NAME:1,C,H,W")
-        dims[0] = 1  # batch, for inference only
+        dims[0] = batch  # for inference only
         if any(d is None or d <= 0 for d in dims[1:]):
             raise UnsupportedAttribute(f"input {inp.name!r} has a dynamic shape "
                                        f"{[d if d else '?' for d in dims]}", file=label,
