@@ -128,8 +128,10 @@ def test_conv_geometry_grid(tmp_path, auto_pad, kernel, stride, size):
         if auto_pad == "SAME_UPPER":
             assert padding_of(conv) == "auto"  # the same split as Viya's automatic padding
     else:
-        with pytest.raises(ViyaCannotExpress, match="cannot be expressed in Viya"):
-            compile_model(model)
+        # No Viya padding has these windows: the padding moves into a one-hot groupconv
+        # before the conv (legalize_layer_padding, exact) and the conv pads nothing.
+        compile_and_verify(model, tmp_path)
+        assert only(tmp_path, "groupconvo")["srcLayers"] == [viya_layers(tmp_path)[0]["name"]]
 
 
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
@@ -138,7 +140,8 @@ def test_conv_geometry_grid(tmp_path, auto_pad, kernel, stride, size):
 @pytest.mark.parametrize("size", [15, 16], ids=lambda s: f"{s}px")
 def test_conv_even_kernel_same_padding(tmp_path, auto_pad, kernel, stride, size):
     """Even kernels give odd total SAME padding at stride 1: SAME_UPPER is Viya's automatic
-    split, SAME_LOWER (odd pixel first) has no Viya form and must be refused."""
+    split; SAME_LOWER (odd pixel first) has no Viya form, so its padding moves into a one-hot
+    groupconv before the conv (exact)."""
     b = builder(size)
     y = b.conv(b.input, 4, kernel, stride=stride, auto_pad=auto_pad)
     model = b.build([y])
@@ -148,8 +151,9 @@ def test_conv_even_kernel_same_padding(tmp_path, auto_pad, kernel, stride, size)
         compile_and_verify(model, tmp_path)
     else:
         assert auto_pad == "SAME_LOWER" and (pb + pe) % 2 == 1
-        with pytest.raises(ViyaCannotExpress, match="cannot be expressed in Viya"):
-            compile_model(model)
+        compile_and_verify(model, tmp_path)
+        assert [layer["type"] for layer in viya_layers(tmp_path)][:3] == [
+            "input", "groupconvo", "convo"]
 
 
 def test_same_upper_and_valid_are_always_expressible():
