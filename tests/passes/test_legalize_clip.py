@@ -87,3 +87,25 @@ def test_clip_of_a_rank_3_value_is_refused():
     g.outputs = ["z"]
     changed, _, ctx = assert_pass_preserves(g, "legalize_clip")
     assert not changed and "rank 3" in refusals(ctx)[0][2]
+
+
+def test_onnx_relu6_prelu_slice_leaky_compile_and_verify(tmp_path):
+    """Through the ONNX frontend: ReLU6 (Clip), per-channel PRelu, a channel Slice and
+    LeakyRelu 0.2 after a conv with asymmetric pads, compiled, written and re-run."""
+    from irc.utils.onnx_builder import OnnxBuilder
+    from tests.e2e.conftest import compile_and_verify, viya_layers
+
+    b = OnnxBuilder("m", ("N", 3, 8, 8))
+    x = b.conv(b.input, 6, 3, pads=[1, 1, 1, 1], name="/c1/Conv")
+    x = b.op("Clip", x, b.const(np.array(0, np.float32)), b.const(np.array(6, np.float32)),
+             name="/c1/Relu6")
+    x = b.op("PRelu", x, b.const(np.full((6, 1, 1), 0.25, np.float32)), name="/c2/PRelu")
+    s = b.op("Slice", x, *(b.const(np.array([v], np.int64)) for v in (1, 5, 1)),
+             name="/c3/Slice")
+    b.channels[s] = 4
+    y = b.op("LeakyRelu", b.conv(s, 4, 3, pads=[1, 0, 0, 1], name="/c4/Conv"), alpha=0.2,
+             name="/c4/Leaky")
+    compile_and_verify(b.build([y]), tmp_path)
+    layers = viya_layers(tmp_path)
+    clip = [la for la in layers if la["name"].startswith("c1_relu6")]
+    assert [la["type"] for la in clip] == ["batchnorm", "batchnorm"]
