@@ -1,7 +1,7 @@
 """Handlers for the forms modern exporters write that Viya has no single layer for: selection
-(Split, Slice, Gather), bounded and parametric activations (Clip, PRelu, LeakyRelu, Neg,
-Softmin) and spatial reductions (ReduceMean/ReduceMax). They emit IR ops with ONNX semantics
-and constant operands in one normalised form; the legalization passes turn them into Viya
+(Split, Slice, Gather), bounded and parametric activations (Clip, PRelu, LeakyRelu, Neg; ONNX
+has no Softmin op: PyTorch writes Neg then Softmax) and spatial reductions (ReduceMean and
+ReduceMax). They emit IR ops with ONNX semantics and constant operands in one normalised form; the legalization passes turn them into Viya
 layers exactly, or refuse them with the reason.
 """
 from __future__ import annotations
@@ -230,21 +230,6 @@ def leaky_relu(imp, node, attrs):
 def neg(imp, node, attrs):
     """Neg -> Neg (a multiplication by -1 to Viya)."""
     imp.emit("Neg", node)
-
-
-@reg.register("Softmin")
-def softmin(imp, node, attrs):
-    """Softmin -> Mul by -1, then Softmax over the features of an (N, n) tensor."""
-    x_type = _batch1(imp, node.input[0])
-    axis = int(attrs.get("axis", 1 if imp.opset < 13 else -1))
-    if x_type is None or x_type.rank != 2 or axis not in (1, -1):
-        imp.problem("Softmin is supported over the last axis of an (N, n) tensor only; "
-                    "put a Flatten before it")
-        return
-    negated = fresh_value(imp, f"{node.output[0]}_negated", x_type)
-    minus_one = _scalar(imp, node, "minus_one", -1.0, np.dtype(x_type.dtype))
-    imp.emit("Mul", node, inputs=[node.input[0], minus_one], outputs=[negated])
-    imp.emit("Softmax", node, inputs=[negated], attrs={"axis": -1})
 
 
 # ---- reductions -----------------------------------------------------------------------------
