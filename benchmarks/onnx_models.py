@@ -27,18 +27,47 @@ def resnet50(image: int = 224, classes: int = 1000, seed: int = 0):
     return b.build([b.op("Softmax", b.gemm(x, 2048, classes))])
 
 
-def vgg16(image: int = 224, classes: int = 1000, seed: int = 0):
+def vgg16(image: int = 224, classes: int = 1000, seed: int = 0, dense: str = "gemm",
+          flatten: str = "nchw", batchnorm: bool = False):
+    """VGG16, with its weights in one of the layouts real files use (the same 138 M values
+    whatever the layout, give or take the batchnorms):
+
+    - ``dense``: "gemm" (W (out, in), transB=1, Viya's own layout), "gemm_in_out" (W (in, out),
+      transB=0), "matmul" (MatMul by an (in, out) initializer, then Add of the bias);
+    - ``flatten``: "nchw", or "nhwc" (a Transpose to N,H,W,C before the Flatten, as Keras-side
+      exporters write it: the fc1 rows are in H,W,C order);
+    - ``batchnorm``: a BatchNormalization after every conv and on the flattened vector before
+      fc1 (folded into the conv kernels and, forward, into the fc1 columns).
+    """
+    import numpy as np
+
     b = OnnxBuilder("vgg16", ("N", 3, image, image), seed=seed)
     x = b.input
     for convs, width in [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)]:
         for _ in range(convs):
-            x = b.op("Relu", b.conv(x, width, 3, pads=[1, 1, 1, 1]))
+            x = b.conv(x, width, 3, pads=[1, 1, 1, 1])
+            x = b.op("Relu", b.batchnorm(x) if batchnorm else x)
         x = b.op("MaxPool", x, kernel_shape=[2, 2], strides=[2, 2])
     side = image // 32
+    if flatten == "nhwc":
+        x = b.op("Transpose", x, perm=[0, 2, 3, 1])
     x = b.op("Flatten", x)
-    x = b.op("Relu", b.gemm(x, 512 * side * side, 4096))
-    x = b.op("Relu", b.gemm(x, 4096, 4096))
-    return b.build([b.op("Softmax", b.gemm(x, 4096, classes))])
+    features = 512 * side * side
+    if batchnorm:
+        rng = np.random.default_rng(seed + 1)
+        stats = [b.const(rng.uniform(lo, hi, features).astype(np.float32))
+                 for lo, hi in ((0.5, 1.5), (-0.1, 0.1), (-0.1, 0.1), (0.5, 1.5))]
+        x = b.op("BatchNormalization", x, *stats, epsilon=1e-3)
+
+    def dense_layer(v, n_in, n_out):
+        if dense == "matmul":
+            return b.op("Add", b.op("MatMul", v, b.weight((n_in, n_out), 1 / np.sqrt(n_in))),
+                        b.weight((n_out,), scale=0.1))
+        return b.gemm(v, n_in, n_out, trans_b=0 if dense == "gemm_in_out" else 1)
+
+    x = b.op("Relu", dense_layer(x, features, 4096))
+    x = b.op("Relu", dense_layer(x, 4096, 4096))
+    return b.build([b.op("Softmax", dense_layer(x, 4096, classes))])
 
 
 def big_external(folder, in_features: int = 512 * 7 * 7, out_features: int = 22_000,

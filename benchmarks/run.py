@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/run.py            # ONNX + Keras ResNet50/VGG16, executor, start-up
     .venv/bin/python benchmarks/run.py --big      # also >2 GB models (ONNX external data, Keras)
     .venv/bin/python benchmarks/run.py --no-keras # ONNX models only (no TensorFlow needed)
+    .venv/bin/python benchmarks/run.py --no-keras --dlpy-venv /tmp/dlpy  # + DLPy 1.3 beside irc
     IRC_BENCH_TMP=/some/disk/folder .venv/bin/python benchmarks/run.py   # files on a disk
 
 Each step runs in a fresh child process so its wall time and peak RSS are its own:
@@ -10,6 +11,8 @@ Each step runs in a fresh child process so its wall time and peak RSS are its ow
           them), twice: memory-mapped as irc reads them (the strictest), and the plain way
           (onnx.load + numpy_helper.to_array);
 - irc:    `irc compile MODEL -o OUT --no-verify`;
+- VGG16 in every weight layout (benchmarks/layouts.py), with irc's peak RSS with verification
+          on, and DLPy 1.3's ONNX path on the same files when --dlpy-venv is given;
 - tf2onnx alone on the Keras models (stopped past --tf2onnx-cap-gb: VGG16 needs ~19 GB);
 - the reference executor against onnxruntime on one 224x224 image (ResNet50).
 Ratios are the figures to quote; absolute times depend on the machine.
@@ -70,10 +73,19 @@ def child_floor_onnx_load(model_path: str, out: str) -> None:
             f.create_dataset(f"w{i}", data=numpy_helper.to_array(tensor))
 
 
-def child_irc(model_path: str, out: str) -> None:
+def child_irc(model_path: str, out: str, *extra: str) -> None:
     from irc.cli import main
 
-    code = main(["compile", model_path, "-o", out, "--no-verify", "--quiet", "--force"])
+    code = main(["compile", model_path, "-o", out, "--no-verify", "--quiet", "--force", *extra])
+    if code != 0:
+        raise SystemExit(code)
+
+
+def child_irc_verify(model_path: str, out: str, *extra: str) -> None:
+    """irc compile as users run it: verification on (the default)."""
+    from irc.cli import main
+
+    code = main(["compile", model_path, "-o", out, "--quiet", "--force", *extra])
     if code != 0:
         raise SystemExit(code)
 
@@ -228,7 +240,16 @@ def main() -> None:
     parser.add_argument("--big", action="store_true",
                         help="add >2 GB models: ONNX with external data, a Keras Dense")
     parser.add_argument("--skip-vgg", action="store_true", help="ResNet50 only (faster)")
-    parser.add_argument("--repeat", type=int, default=3,
+    parser.add_argument("--no-layouts", action="store_true",
+                        help="skip the VGG16 weight-layout rows (transposed, Keras-flattened, "
+                             "batchnorm-folded, --channel-order rgb)")
+    parser.add_argument("--layouts", nargs="+", metavar="WORD",
+                        help="only the layout rows whose name contains one of these words")
+    parser.add_argument("--dlpy-venv", metavar="PATH",
+                        help="run DLPy 1.3's ONNX path beside irc from this virtualenv, "
+                             "created there on first use (pip install sas-dlpy==1.3.0 "
+                             "'numpy<2' 'onnx==1.14.*'); without it the DLPy row is skipped")
+    parser.add_argument("--repeat", type=int, default=5,
                         help="runs of floor and irc per ONNX model (medians are compared)")
     parser.add_argument("--keras", nargs="+", metavar="APP", default=["ResNet50", "VGG16"],
                         help="Keras applications to run (weights=None) against tf2onnx alone "
@@ -241,7 +262,7 @@ def main() -> None:
         step, *rest = args.child
         start = time.perf_counter()
         {"floor": child_floor, "floor_onnx_load": child_floor_onnx_load, "irc": child_irc,
-         "tf2onnx": child_tf2onnx,
+         "irc_verify": child_irc_verify, "tf2onnx": child_tf2onnx,
          "keras_model": child_keras_model}[step](*rest)
         print(json.dumps({"seconds": time.perf_counter() - start, "rss_mb": _peak_rss_mb()}))
         return
@@ -250,6 +271,7 @@ def main() -> None:
 
     import onnx
 
+    from layouts import bench_layouts
     from onnx_models import big_external, resnet50, vgg16
 
     # Bytecode for irc, as a user's second run has it (PYTHONDONTWRITEBYTECODE would otherwise
@@ -269,6 +291,8 @@ def main() -> None:
             rows.append(bench_compile(">2 GB external data (ONNX)", path, tmp, args.repeat))
             for made in (path, tmp / "big.data"):
                 made.unlink(missing_ok=True)
+        layout_lines = [] if args.no_layouts or args.skip_vgg else bench_layouts(
+            tmp, args.repeat, run_child, weight_bytes, args.dlpy_venv, args.layouts)
         keras_names = [] if args.no_keras else args.keras + ([BIG_DENSE] if args.big else [])
         keras_rows = [bench_keras(name, tmp, args.tf2onnx_cap_gb * 1024)
                       for name in keras_names]
@@ -279,6 +303,9 @@ def main() -> None:
           "| irc RSS (MB) | RSS vs 1.5x weights + 300 MB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+    if layout_lines:
+        print()
+        print("\n".join(layout_lines))
     if keras_rows:
         print()
         print("| model | tf2onnx alone (s) | irc compile (s) | time ratio | tf2onnx RSS (MB) "
