@@ -70,6 +70,8 @@ def is_torch_object(obj) -> bool:
 
 def load(source, allow_pickle: bool = False, example_inputs=None) -> TorchModel:
     """The model behind ``source`` (an in-memory model or a path), loaded only when safe."""
+    if isinstance(source, (str, Path)):
+        return _load_path(Path(source), allow_pickle, example_inputs)
     torch = torch_module()
     examples = tuple(example_inputs) if example_inputs is not None else None
     if isinstance(source, torch.export.ExportedProgram):
@@ -79,25 +81,31 @@ def load(source, allow_pickle: bool = False, example_inputs=None) -> TorchModel:
         return TorchModel(source, examples, f"<{type(source).__name__}>", "torchscript")
     if isinstance(source, torch.nn.Module):
         return TorchModel(source, examples, f"<nn.Module {type(source).__name__}>", "module")
-    if not isinstance(source, (str, Path)):
-        raise InvalidModel(f"cannot read a PyTorch model from a {type(source).__name__}",
-                           hint="pass an nn.Module, an ExportedProgram, or a .pt2/.pt path")
-    path = Path(source)
+    raise InvalidModel(f"cannot read a PyTorch model from a {type(source).__name__}",
+                       hint="pass an nn.Module, an ExportedProgram, or a .pt2/.pt path")
+
+
+def _load_path(path: Path, allow_pickle: bool, example_inputs) -> TorchModel:
     label = str(path)
     if not path.is_file():
         raise IrcIOError("file not found", file=label, hint="check the path")
     form = sniff(path, label)
-    with _quiet_torch():
-        weights_only = form == "pickle" and _is_state_dict(torch, path)
-    if weights_only:
-        raise InvalidModel("the file holds only weights (a state_dict), not a model",
-                           file=label, hint=STATE_DICT_HINT)
+    # Refused before torch is even imported (seconds), except a pickle, which torch's
+    # restricted unpickler must read to tell a state_dict from a whole module.
+    torch = torch_module() if form == "pickle" or allow_pickle else None
+    if form == "pickle":
+        with _quiet_torch():
+            weights_only = _is_state_dict(torch, path)
+        if weights_only:
+            raise InvalidModel("the file holds only weights (a state_dict), not a model",
+                               file=label, hint=STATE_DICT_HINT)
     if not allow_pickle:
         what = {"exported_program": "torch.export.load", "torchscript": "torch.jit.load",
                 "pickle": "torch.load"}[form]
         raise InvalidModel(f"loading this PyTorch file ({what}) runs code stored in it; irc "
                            "does not load it without --allow-pickle", file=label,
                            hint=OPT_IN_HINT)
+    examples = tuple(example_inputs) if example_inputs is not None else None
     report(f"loading {path.name} with PyTorch")
     with _quiet_torch():
         return _load_file(torch, path, label, form, examples)
