@@ -92,10 +92,9 @@ def cmd_passes(args) -> int:
 def cmd_ops(args) -> int:
     """The support tables, generated from the frontends' handler registries."""
     from irc.frontends.caffe import CAFFE_LAYERS
-    from irc.frontends.onnx import handlers  # noqa: F401 - fills the registry
-    from irc.frontends.onnx.importer import ONNX_OPS
+    from irc.frontends.onnx.registry import onnx_ops
 
-    registries = [("ONNX ops", ONNX_OPS), ("Caffe layers", CAFFE_LAYERS)]
+    registries = [("ONNX ops", onnx_ops()), ("Caffe layers", CAFFE_LAYERS)]
     try:
         from irc.frontends.keras import KERAS_LAYERS
         from irc.frontends.keras.recurrent import RECURRENT_LAYERS

@@ -276,11 +276,10 @@ def _finish_outputs(g: _Graph, names: list[str]) -> None:
 
 def _check_clean(g: _Graph, problems: list[str], label: str) -> None:
     """Every op one irc converts; every transpose a Keras Flatten feeding Dense layers."""
-    from irc.frontends.onnx import handlers  # noqa: F401  (fills the registry)
-    from irc.frontends.onnx.importer import ONNX_OPS
+    from irc.frontends.onnx.registry import onnx_ops
 
     unsupported = [f"{n.name}: ONNX {n.op_type}, which irc does not convert" for n in g.g.node
-                   if n.op_type not in ONNX_OPS or n.domain not in ("", "ai.onnx")]
+                   if n.op_type not in onnx_ops() or n.domain not in ("", "ai.onnx")]
     for node in g.g.node:
         if node.op_type == "Transpose":
             problems += _transpose_problems(g, node)

@@ -8,10 +8,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from onnx import numpy_helper
 
 from irc.frontends.onnx.handlers_rnn import reads_sequence
-from irc.frontends.onnx.importer import ONNX_OPS as reg
+from irc.frontends.onnx.registry import ONNX_OPS as reg
+
+# The ops split into modules of their own register on import: importing this module (as older
+# callers do) still fills the whole registry. registry.onnx_ops() is the one entry point.
+from irc.frontends.onnx import (handlers_constants, handlers_dense,  # noqa: F401,E402
+                                handlers_select, handlers_shape)
 
 # ---- convolution and pooling geometry -------------------------------------------------------
 
@@ -102,54 +106,6 @@ def global_pool(imp, node, attrs):
         imp.problem(f"{node.op_type} needs a 4-D (N,C,H,W) input")
         return
     imp.emit(node.op_type, node)
-
-
-# ---- dense ----------------------------------------------------------------------------------
-
-
-@reg.register("Gemm")
-def gemm(imp, node, attrs):
-    """Gemm -> fc (or output); alpha, beta and transB folded into the weights."""
-    keep = {k: attrs[k] for k in ("alpha", "beta", "transA", "transB") if k in attrs}
-    if not imp.is_const(node.input[1]):
-        imp.problem("Gemm's B (the weight) is not a constant; Viya fc layers need fixed weights")
-        return
-    if attrs.get("transA", 0) and not imp.is_const(node.input[0]):
-        imp.problem("Gemm with transA=1 reads the batch along axis 1; Viya's batch axis is 0")
-        return
-    if len(node.input) > 2 and node.input[2] and not imp.is_const(node.input[2]):
-        _gemm_plus_computed(imp, node, keep)
-        return
-    imp.emit("Gemm", node, attrs=keep)
-
-
-def _gemm_plus_computed(imp, node, keep) -> None:
-    """Gemm(A, B, C) with C computed: Gemm(A, B) then a residual Sum with C (same shapes)."""
-    from irc.frontends.onnx.handlers_select import fresh_value
-
-    out_type, c_type = imp._types.get(node.output[0]), imp._types.get(node.input[2])
-    if float(keep.get("beta", 1.0)) != 1.0 or out_type is None or c_type != out_type:
-        imp.problem(f"Gemm's C ({node.input[2]!r}) is computed, not a constant bias; irc adds "
-                    "it only with beta=1 and the output's own shape (Viya's residual layer)")
-        return
-    product = fresh_value(imp, f"{node.output[0]}_product", out_type)
-    imp.emit("Gemm", node, inputs=list(node.input[:2]), attrs=keep, outputs=[product])
-    imp.emit("Sum", node, inputs=[product, node.input[2]])
-
-
-@reg.register("MatMul")
-def matmul(imp, node, attrs):
-    """MatMul by a constant 2-D weight -> fc (via the matmul_to_gemm pass)."""
-    a_type, b = imp.type_of(node.input[0]), imp.const(node.input[1])
-    if imp.is_const(node.input[0]) and b is not None:
-        imp.emit("MatMul", node)
-        return
-    per_step = a_type is not None and a_type.rank == 3 and reads_sequence(imp, node.input[0])
-    if b is None or b.ndim != 2 or a_type is None or (a_type.rank != 2 and not per_step):
-        imp.problem("MatMul is supported only as (N, in) x constant (in, out), or per time step "
-                    "on a recurrent layer's (N, T, in) output")
-        return
-    imp.emit("MatMul", node)
 
 
 # ---- normalisation and element-wise ---------------------------------------------------------
@@ -365,107 +321,3 @@ def transpose(imp, node, attrs):
     """Transpose -> folded away (NHWC->NCHW before a flatten); otherwise refused."""
     imp.emit("Transpose", node, attrs={"perm": [int(p) for p in attrs.get("perm", [])]}
              if "perm" in attrs else {})
-
-
-@reg.register("Pad")
-def pad(imp, node, attrs):
-    """Pad with zeros -> folded into the padding of the conv/pool that reads it."""
-    mode = attrs.get("mode", "constant")
-    if imp.opset < 11:
-        pads = imp.add_const(f"{node.output[0]}_pads", np.array(attrs.get("pads", []), np.int64))
-        value = float(attrs.get("value", 0.0))
-        inputs = [node.input[0], pads]
-    else:
-        if not imp.is_const(node.input[1]):
-            imp.problem("Pad amounts are not constant")
-            return
-        value = 0.0
-        if len(node.input) > 2 and node.input[2]:
-            const_value = imp.const(node.input[2])
-            value = None if const_value is None else float(np.asarray(const_value).item())
-        inputs = [node.input[0], node.input[1]]
-        if len(node.input) > 3 and node.input[3]:
-            inputs[1] = _pads_for_every_axis(imp, node)
-            if inputs[1] is None:
-                return
-    if mode != "constant" or value != 0.0:
-        imp.problem(f"Pad mode={mode!r} value={value}; Viya pads with zeros only")
-        return
-    imp.emit("Pad", node, inputs=inputs, attrs={"mode": "constant"})
-
-
-def _pads_for_every_axis(imp, node) -> str | None:
-    """Opset 18's Pad(x, pads, value, axes) as the pads of every axis (zeros elsewhere)."""
-    axes, amounts, x_type = imp.const(node.input[3]), imp.const(node.input[1]), \
-        imp.type_of(node.input[0])
-    if axes is None or x_type is None:
-        imp.problem("Pad's axes are not constant")
-        return None
-    rank, axes = x_type.rank, [int(a) for a in np.asarray(axes).reshape(-1)]
-    amounts = [int(p) for p in np.asarray(amounts).reshape(-1)]
-    axes = [a + rank if a < 0 else a for a in axes]
-    if len(amounts) != 2 * len(axes) or not all(0 <= a < rank for a in axes):
-        imp.problem(f"Pad axes {axes} and pads {amounts} do not fit a {rank}-D input")
-        return None
-    full = np.zeros(2 * rank, np.int64)
-    for i, axis in enumerate(axes):
-        full[axis], full[axis + rank] = amounts[i], amounts[i + len(axes)]
-    return imp.add_const(imp.graph.unique_value_name(f"{node.output[0]}_pads"), full)
-
-
-def _axes_input(imp, node, attrs):
-    if imp.opset < 13 and node.op_type in ("Squeeze", "Unsqueeze"):
-        if "axes" not in attrs:
-            return [node.input[0]]
-        return [node.input[0], imp.add_const(f"{node.output[0]}_axes",
-                                             np.array(attrs["axes"], np.int64))]
-    return list(node.input)
-
-
-@reg.register("Squeeze", "Unsqueeze")
-def squeeze(imp, node, attrs):
-    """Squeeze/Unsqueeze -> folded on constants; around unit axes, a flatten."""
-    inputs = _axes_input(imp, node, attrs)
-    if len(inputs) > 1 and not imp.is_const(inputs[1]):
-        imp.problem(f"{node.op_type} axes are not constant")
-        return
-    imp.emit(node.op_type, node, inputs=inputs)
-
-
-@reg.register("Constant")
-def constant(imp, node, attrs):
-    """Constant -> a constant value."""
-    if "value" in attrs:
-        array = numpy_helper.to_array(attrs["value"])
-    elif "value_float" in attrs:
-        array = np.array(attrs["value_float"], np.float32)
-    elif "value_floats" in attrs:
-        array = np.array(attrs["value_floats"], np.float32)
-    elif "value_int" in attrs:
-        array = np.array(attrs["value_int"], np.int64)
-    elif "value_ints" in attrs:
-        array = np.array(attrs["value_ints"], np.int64)
-    else:
-        imp.problem(f"Constant with attributes {sorted(attrs)} is not supported")
-        return
-    _define_const(imp, node.output[0], array)
-
-
-@reg.register("ConstantOfShape")
-def constant_of_shape(imp, node, attrs):
-    """ConstantOfShape of a constant shape -> a constant value."""
-    shape = imp.const(node.input[0])
-    if shape is None:
-        imp.problem("ConstantOfShape of a shape computed at run time")
-        return
-    fill = numpy_helper.to_array(attrs["value"]) if "value" in attrs else np.zeros(1, np.float32)
-    _define_const(imp, node.output[0], np.full(tuple(int(d) for d in shape), fill.reshape(-1)[0],
-                                               dtype=fill.dtype))
-
-
-def _define_const(imp, name: str, array: np.ndarray) -> None:
-    if imp.graph.has_value(name):
-        imp.problem(f"value {name!r} is defined twice")
-        return
-    handle = imp.graph.weights.add(np.asarray(array, order="C"), hint=name)
-    imp.graph.add_const(name, handle)

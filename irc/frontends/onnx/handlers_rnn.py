@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from irc.frontends.onnx.importer import ONNX_OPS as reg
+from irc.frontends.onnx.registry import ONNX_OPS as reg
 from irc.ir.ops import RECURRENT_OPS
 from irc.ir.tensors import BATCH, TensorType
 

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from irc.frontends.onnx.importer import ONNX_OPS as reg
+from irc.frontends.onnx.registry import ONNX_OPS as reg
 from irc.ir.tensors import BATCH, TensorType
 
 _LEAKY_VIYA_SLOPE = 0.1  # Viya's leaky activation has this slope only

@@ -12,14 +12,12 @@ import onnx
 from onnx import helper
 
 from irc.errors import UnsupportedAttribute, UnsupportedOp
-from irc.frontends.registry import HandlerRegistry, format_unsupported
+from irc.frontends.registry import format_unsupported
 from irc.ir.graph import Graph, Provenance
 from irc.ir.tensors import BATCH, TensorType
 from irc.frontends.onnx import const_eval, loader, shape_folding
+from irc.frontends.onnx.registry import ONNX_OPS, onnx_ops
 from irc.limits import check_graph_size, check_tensor_bytes, graph_depth
-
-ONNX_OPS = HandlerRegistry("ONNX")
-
 
 def node_label(node: onnx.NodeProto, index: int) -> str:
     return node.name or f"{node.op_type}#{index}"
@@ -269,8 +267,7 @@ def import_onnx(source, input_shapes=None, label: str | None = None,
 
     ``notes``: a list the user-facing notes of the import are appended to (an opset upgrade).
     """
-    # Importing the handler module fills the registry.
-    from irc.frontends.onnx import handlers, handlers_rnn, handlers_select  # noqa: F401
+    onnx_ops()  # fills the registry
     from irc.frontends.onnx.opset import upgrade_old_opset
     from irc.frontends.onnx.rnn_layout import batch_first_recurrent
 

@@ -1,0 +1,18 @@
+"""The ONNX op registry: one handler per op type, filled by the handler modules.
+
+Handler modules import :data:`ONNX_OPS` from here (never from the importer, which imports them:
+that would be an import circle). :func:`onnx_ops` imports every handler module, so a reader of
+the registry (the importer, ``irc ops``, the Keras cleanup check) sees it full.
+"""
+from __future__ import annotations
+
+from irc.frontends.registry import HandlerRegistry
+
+ONNX_OPS = HandlerRegistry("ONNX")
+
+
+def onnx_ops() -> HandlerRegistry:
+    """The registry with every handler module imported."""
+    from irc.frontends.onnx import (handlers, handlers_constants, handlers_dense,  # noqa: F401
+                                    handlers_rnn, handlers_select, handlers_shape)
+    return ONNX_OPS
