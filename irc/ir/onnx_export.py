@@ -10,11 +10,11 @@ import onnx
 from onnx import helper, numpy_helper
 
 from irc.ir.graph import Graph
+from irc.ir.opset import OPSET
 from irc.ir.ops import ACTIVATION_OPS
 from irc.ir.rnn_export import export_recurrent, is_batch_first_recurrent
 from irc.ir.tensors import BATCH, TensorType, WeightHandle
 
-EXPORT_OPSET = 17
 _ACT_TO_ONNX = {v: k for k, v in ACTIVATION_OPS.items()}
 
 
@@ -80,7 +80,7 @@ def to_onnx(graph: Graph, with_intermediates: bool = False) -> onnx.ModelProto:
         [_value_info(n, graph.value(n).type) for n in graph.inputs],
         [_value_info(n, graph.value(n).type) for n in output_names],
         initializer=initializers)
-    model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
+    model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="irc")
     model.ir_version = 8
     return model

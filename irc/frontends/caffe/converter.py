@@ -15,9 +15,9 @@ from irc.errors import InvalidModel, UnsupportedAttribute, UnsupportedOp
 from irc.frontends.caffe.reader import CaffeLayer, CaffeNet, blob_array, strip_ones
 from irc.frontends.caffe.registry import CAFFE_LAYERS, LABEL, Skip
 from irc.frontends.registry import format_unsupported
+from irc.ir.opset import OPSET
 from irc.limits import check_tensor_bytes
 
-OPSET = 17
 # Unsupported layer types whose top has the bottom's shape: the layers after them are still
 # checked, so one error lists every problem.
 SHAPE_PRESERVING = {"LRN", "PReLU", "ELU", "AbsVal", "BNLL", "Power", "Exp", "Log", "Threshold",

@@ -19,9 +19,9 @@ from irc.frontends.keras.model_graph import all_layers, model_tensors
 from irc.frontends.keras.loading import KerasSource, load
 from irc.frontends.keras.onnx_cleanup import clean
 from irc.frontends.keras.runtime import native_stderr_silenced, tf_modules
+from irc.ir.opset import OPSET
 from irc.progress import report
 
-OPSET = 17
 ROUTES = ("auto", "direct", "tf2onnx")
 
 

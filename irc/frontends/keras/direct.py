@@ -25,8 +25,8 @@ from irc.frontends.keras.handlers.common import Value
 from irc.frontends.keras.model_graph import all_layers, is_container, model_tensors
 from irc.frontends.keras.onnx_writer import OnnxWriter
 from irc.frontends.onnx.side_file import MIN_TENSOR_BYTES, SideFile
+from irc.ir.opset import OPSET
 
-OPSET = 17
 SIDE_FILE_BYTES = 1 << 30
 # Where Keras keeps layer classes; anything else in a model graph is an op applied to tensors.
 _LAYER_MODULES = ("keras.src.layers.", "keras.layers.", "tf_keras.src.layers.",

@@ -19,8 +19,8 @@ from irc.errors import UnsupportedAttribute
 from irc.frontends.keras.onnx_writer import OnnxWriter
 from irc.frontends.keras.recurrent import (SequenceModel, Spec, _act_name, inner_spec, scan,
                                            specs_from_model, standard_cell)
+from irc.ir.opset import OPSET
 
-OPSET = 17
 ONNX_ACT = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "elu": "Elu",
             "softplus": "Softplus", "softmax": "Softmax"}
 GATE_COUNT = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
