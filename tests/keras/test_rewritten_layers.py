@@ -84,7 +84,7 @@ def test_relu6_costs_two_batchnorm_layers(keras, tmp_path):
     """ReLU6 after a conv: the relu fuses into the conv, the cap is two batchnorm layers."""
     L = keras.layers
     x = keras.Input((6, 6, 3))
-    model = _model(keras, x, L.Flatten()(L.ReLU(6.0)(L.Conv2D(4, 3)(x))))
+    model = _model(keras, x, L.Dense(2)(L.Flatten()(L.ReLU(6.0)(L.Conv2D(4, 3)(x)))))
     layers = compile_and_compare(model, tmp_path)
     assert types(layers).count("batchnorm") == 2
     conv = next(la for la in layers if la["type"] == "convo")
@@ -102,6 +102,6 @@ def test_clip_is_saturated_on_both_sides(keras, tmp_path):
     """A cap that many values reach: the comparison sees values at exactly 6."""
     L = keras.layers
     x = keras.Input((6, 6, 3))
-    model = _model(keras, x, L.Flatten()(L.ReLU(6.0)(L.Conv2D(4, 3)(x))))
+    model = _model(keras, x, L.Dense(2)(L.Flatten()(L.ReLU(6.0)(L.Conv2D(4, 3)(x)))))
     big = (np.random.default_rng(3).standard_normal((2, 3, 6, 6)) * 20).astype(np.float32)
     compile_and_compare(model, tmp_path, x=big)
