@@ -73,7 +73,7 @@ def load(source, allow_pickle: bool = False, example_inputs=None) -> TorchModel:
     if isinstance(source, (str, Path)):
         return _load_path(Path(source), allow_pickle, example_inputs)
     torch = torch_module()
-    examples = tuple(example_inputs) if example_inputs is not None else None
+    examples = _as_tuple(example_inputs)
     if isinstance(source, torch.export.ExportedProgram):
         return TorchModel(source, examples or _program_examples(source),
                           "<ExportedProgram>", "exported_program")
@@ -105,7 +105,7 @@ def _load_path(path: Path, allow_pickle: bool, example_inputs) -> TorchModel:
         raise InvalidModel(f"loading this PyTorch file ({what}) runs code stored in it; irc "
                            "does not load it without --allow-pickle", file=label,
                            hint=OPT_IN_HINT)
-    examples = tuple(example_inputs) if example_inputs is not None else None
+    examples = _as_tuple(example_inputs)
     report(f"loading {path.name} with PyTorch")
     with _quiet_torch():
         return _load_file(torch, path, label, form, examples)
@@ -178,6 +178,15 @@ def _is_state_dict(torch, path: Path) -> bool:
     if isinstance(obj, dict) and "state_dict" in obj:  # a training checkpoint
         return True
     return isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _as_tuple(example_inputs) -> tuple | None:
+    """``example_inputs`` as a tuple: one tensor alone is taken as the single input."""
+    if example_inputs is None:
+        return None
+    if hasattr(example_inputs, "shape"):
+        return (example_inputs,)
+    return tuple(example_inputs)
 
 
 def _program_examples(program) -> tuple | None:
