@@ -12,19 +12,10 @@ from typing import Callable
 
 import numpy as np
 
-from irc import __version__
+from irc.backends.viya import schema
 from irc.ir.tensors import WeightHandle
 from irc.ir.weight_expr import BLOCK_BYTES, WeightExpr, as_expr
-
-# Canonical dataset order per layer kind (viya-target.md §5.3).
-WEIGHT_ORDER = {
-    "convo": ("kernel", "bias"),
-    "groupconvo": ("kernel", "bias"),
-    "fc": ("kernel", "bias"),
-    "output": ("kernel", "bias"),
-    "batchnorm": ("gamma", "beta", "moving_mean", "moving_variance"),
-    "recurrent": ("kernel", "recurrent_kernel", "bias"),  # Keras layout, §5.5
-}
+from irc.version import __version__
 
 
 @dataclass
@@ -70,7 +61,7 @@ class LazyWeight:
 @dataclass
 class ViyaLayer:
     name: str
-    kind: str  # addLayer type: input, convo, groupconvo, pool, fc, output, batchnorm, ...
+    kind: str  # addLayer type, a key of schema.KINDS
     options: dict  # the addLayer `layer` payload without `type`
     sources: list[str] = field(default_factory=list)
     weights: dict[str, LazyWeight] = field(default_factory=dict)
@@ -80,7 +71,7 @@ class ViyaLayer:
     tensor: str = ""  # the source-graph tensor this layer's output equals (for `irc diff`)
 
     def weight_names(self) -> list[str]:
-        return [w for w in WEIGHT_ORDER.get(self.kind, ()) if w in self.weights]
+        return [w for w in schema.weight_order(self.kind) if w in self.weights]  # §5.3 order
 
     def layer_payload(self) -> dict:
         return {"type": self.kind, **self.options}

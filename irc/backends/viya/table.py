@@ -8,24 +8,19 @@ from __future__ import annotations
 
 import math
 
+from irc.backends.viya import schema
 from irc.errors import IrcError
 
 COLUMNS = ["_DLKey0_", "_DLKey1_", "_DLChrVal_", "_DLNumVal_", "_DLLayerID_"]
 
 MODEL_TYPE = {"CNN": ("Convolutional Neural Network", 2), "RNN": ("Recurrent Neural Network", 3)}
-LAYER_TYPE = {  # kind -> (label, code, key prefix)
-    "input": ("Input Layer", 1, "inputopts"),
-    "convo": ("Convolution Layer", 2, "convopts"),
-    "pool": ("Pooling Layer", 3, "poolingopts"),
-    "fc": ("Full Connect Layer", 4, "fcopts"),
-    "output": ("Output Layer", 5, "outputopts"),
-    "batchnorm": ("Batch Normalization Layer", 8, "bnopts"),
-    "concat": ("Concat (i.e., concatenation) Layer", 10, "concatopts"),
-    "reshape": ("", 14, "reshapeopts"),
-    "recurrent": ("Recurrent Layer", 6, "rnnopts"),
-}
-ACT = {"identity": ("Identity", 1), "softmax": ("Softmax", 7), "relu": ("Rectifier", 8),
-       "leaky": ("Leaky Activation function", 12)}
+# Kinds and activations whose table label and code were seen in server tables (§4.3, §4.5);
+# the rows written per kind are those of §4.4 (below). Groupconvo/residual/transconvo labels and
+# the other activation codes are unknown (§4.6): such layers raise TableNotExpressible.
+LAYER_TYPE = {k.name: (k.table.label, k.table.code, k.table.prefix) for k in schema.KINDS.values()
+              if k.scope == schema.IN and k.table and k.table.label is not None}
+ACT = {a.name: (a.label, a.code) for a in schema.ACTIVATIONS.values()
+       if a.name != "auto" and a.label is not None}   # irc always sends act explicitly (§3.2)
 XAVIER = ("Xavier", 1)
 
 

@@ -15,21 +15,23 @@ from pathlib import Path
 
 import numpy as np
 
-from irc.backends.viya.executor.kernels import BN_PARAMS, expected_weight_shapes
+from irc.backends.viya import schema
+from irc.backends.viya.executor.kernels import expected_weight_shapes
 from irc.backends.viya.executor.reader import (JSON_FILE, TABLE_FILE, ViyaModelFiles,
                                                read_model_json, read_model_table, read_weights)
 from irc.errors import InvalidModel, UnsupportedOp
+from irc.problems import Problems
 
 from .options import ExportOptions
 
 F32 = np.float32
-# Layer kinds the export lowers to ONNX; everything else is refused by name.
-EXPORTABLE = ("input", "convo", "groupconvo", "pool", "fc", "output", "batchnorm", "residual",
-              "concat", "reshape")
+# Layer kinds the export lowers to ONNX (every kind irc computes, except sequence models);
+# everything else is refused by name, with the vocabulary's reason where it gives one.
+EXPORTABLE = tuple(k for k in schema.kinds(schema.IN) if k != "recurrent")
 WEIGHTS_COLUMNS = ("_LayerID_", "_WeightID_", "_Weight_")
 _WHY = {"recurrent": "recurrent layers are not exported yet",
         "detection": "detection layers have no ONNX equivalent",
-        "transconvo": "the transconvo weight layout is an open point (viya-semantics.md §14)"}
+        **{k.name: k.why for k in schema.KINDS.values() if k.scope == schema.OPEN}}
 
 
 def _is_frame(obj) -> bool:
@@ -172,12 +174,12 @@ def read_weights_table(model: ViyaModelFiles, table, options: ExportOptions) -> 
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     blocks = {int(ids[s]): (s, e) for s, e in zip(starts, np.r_[starts[1:], len(ids)])}
     expected = expected_weight_shapes(model, options.executor)
-    problems = []
+    problems = Problems()
     for layer_id in sorted(set(blocks) - {i for i, l in enumerate(model.layers)
                                           if l.name in expected}):
         what = (f"layer {model.layers[layer_id].name!r} has no weights"
                 if 0 <= layer_id < len(model.layers) else "is not a layer of the model")
-        problems.append(f"_LayerID_ {layer_id}: {what}")
+        problems.add(f"_LayerID_ {layer_id}", what)
     for layer_id, layer in enumerate(model.layers):
         params = expected.get(layer.name)
         if params is None:
@@ -185,15 +187,14 @@ def read_weights_table(model: ViyaModelFiles, table, options: ExportOptions) -> 
         count = sum(math.prod(s) for s in params.values())
         start, stop = blocks.get(layer_id, (0, 0))
         if stop - start != count:
-            problems.append(f"layer {layer.name!r} (_LayerID_ {layer_id}) has {stop - start} "
-                            f"values, expected {count} for {params}")
+            problems.add(f"layer {layer.name!r}", f"_LayerID_ {layer_id} has {stop - start} "
+                         f"values, expected {count} for {params}")
         elif not np.array_equal(wid[start:stop], np.arange(count)):
-            problems.append(f"layer {layer.name!r}: _WeightID_ is not 0..{count - 1}")
+            problems.add(f"layer {layer.name!r}", f"_WeightID_ is not 0..{count - 1}")
         else:
             layer.weights.update(_unpack(layer.type, params, values[start:stop], options))
-    if problems:
-        raise InvalidModel("the weights table does not fit the model: " + "; ".join(problems),
-                           file=where)
+    problems.raise_if_any(InvalidModel, "the weights table does not fit the model: ",
+                          file=where, name_node=False)
 
 
 def _unpack(kind: str, params: dict, flat: np.ndarray, options: ExportOptions) -> dict:
@@ -219,8 +220,6 @@ def write_weights_h5(model: ViyaModelFiles, path) -> Path:
     generated weights in the reference executor."""
     import h5py
 
-    from irc.backends.viya.model import WEIGHT_ORDER
-
     def fixed(names):
         return np.array([n.encode() for n in names], dtype=f"S{max(map(len, names), default=1)}")
 
@@ -229,7 +228,7 @@ def write_weights_h5(model: ViyaModelFiles, path) -> Path:
     with h5py.File(path, "w") as f:
         f.attrs["layer_names"] = fixed([layer.name for layer in weighted])
         for layer in weighted:
-            order = WEIGHT_ORDER.get(layer.type, BN_PARAMS)
+            order = schema.weight_order(layer.type)   # canonical dataset order (§5.3)
             names = [p for p in order if p in layer.weights]
             group = f.create_group(layer.name)
             group.attrs["weight_names"] = fixed([f"{layer.name}/{p}:0" for p in names])

@@ -15,13 +15,14 @@ import math
 
 import numpy as np
 
+from irc.backends.viya import schema
 from irc.backends.viya.executor.kernels import LEAKY_SLOPE, infer_shapes, spatial_geometry
 from irc.backends.viya.executor.reader import ViyaModelFiles
-from irc.backends.viya.executor.run import DROPOUT_KINDS
 from irc.errors import UnsupportedAttribute
 from irc.ir.graph import Graph, Provenance
 from irc.ir.ops import ACTIVATION_OPS
 from irc.ir.tensors import BATCH, TensorType
+from irc.problems import Problems
 
 from .options import ExportOptions
 
@@ -37,7 +38,7 @@ class _Lowering:
         self.shapes = {k: (BATCH, *v) for k, v in infer_shapes(model, self.ex).items()}
         self.values: dict[str, str] = {}   # Viya layer -> IR value holding its output
         self.reserved = {layer.name for layer in model.layers}
-        self.problems: list[str] = []
+        self.problems = Problems()
         self.layer = None
 
     # ---- helpers --------------------------------------------------------------------------
@@ -87,7 +88,7 @@ class _Lowering:
         return act
 
     def problem(self, message: str) -> None:
-        self.problems.append(f"{self.layer.name} ({self.layer.type}): {message}")
+        self.problems.add(self.layer.name, message)
 
     # ---- layers ---------------------------------------------------------------------------
     def run(self) -> Graph:
@@ -96,7 +97,8 @@ class _Lowering:
             sources = [self.values[s] for s in layer.src_layers]
             value = getattr(self, f"lower_{layer.type}")(sources)
             rate = layer.options.get("dropout", 0.0)
-            if self.ex.dropout_scoring == "scale_keep" and layer.type in DROPOUT_KINDS and rate:
+            dropped = schema.KINDS[layer.type].dropout and rate   # viya-semantics §12
+            if self.ex.dropout_scoring == "scale_keep" and dropped:
                 value = self.op("Mul", [value, self.const("keep", np.asarray(1 - rate, F32))],
                                 self.shapes[layer.name])
             if layer.type != "input" and value != layer.name:
@@ -105,11 +107,9 @@ class _Lowering:
                 self.graph.rename_value(value, layer.name)
                 value = layer.name
             self.values[layer.name] = value
-        if self.problems:
-            raise UnsupportedAttribute(
-                f"{len(self.problems)} layer(s) cannot be exported to ONNX: "
-                + "; ".join(self.problems), file=str(self.model.model_path),
-                node=self.problems[0].split(" ")[0])
+        self.problems.raise_if_any(
+            UnsupportedAttribute, f"{len(self.problems)} layer(s) cannot be exported to ONNX: ",
+            place=lambda n: f"{n} ({self.model.layer(n).type})", file=str(self.model.model_path))
         self.graph.outputs = [self.values[n] for n in self.model.terminal_layers()]
         self.graph.validate()
         return self.graph

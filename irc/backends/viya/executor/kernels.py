@@ -10,6 +10,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from irc.backends.viya import schema
 from irc.errors import InvalidModel, IrcError, UnsupportedOp
 
 from .options import ExecutorOptions
@@ -318,12 +319,11 @@ def spatial_geometry(opts: dict, h: int, w: int, pool: bool, options) -> tuple:
                               (w, "width", "stride_w", "pad_w")))
 
 
-SHAPE_KINDS = ("convo", "groupconvo", "pool", "fc", "output", "batchnorm", "residual", "concat",
-               "reshape")
-UNSUPPORTED_KINDS = {
-    "transconvo": "transconvo layers are not supported by the executor yet (their weight "
-                  "layout is an open point, viya-semantics.md §14)",
-}
+# Kind lists come from the vocabulary (irc.backends.viya.schema); the computation above does not.
+SHAPE_KINDS = tuple(k for k in schema.kinds(schema.IN) if k not in ("input", "recurrent"))
+UNSUPPORTED_KINDS = {  # kinds whose semantics are an open point: refused with the reason
+    k.name: f"{k.name} layers are not supported by the executor yet ({k.why})"
+    for k in schema.KINDS.values() if k.scope == schema.OPEN}
 
 
 def infer_shapes(model, options: ExecutorOptions | None = None) -> dict:
@@ -371,4 +371,4 @@ def expected_weight_shapes(model, options: ExecutorOptions | None = None) -> dic
     return expected
 
 
-BN_PARAMS = ("gamma", "beta", "moving_mean", "moving_variance")
+BN_PARAMS = schema.weight_order("batchnorm")

@@ -8,10 +8,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from irc.backends.viya import schema
+
 # Activation names an ``auto_act_*`` option may take (canonical spellings; aliases are mapped).
-ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid", "softplus", "elu", "leaky", "exp", "sin",
-               "cos")
-ACTIVATION_ALIASES = {"rectifier": "relu", "logistic": "sigmoid"}
+ACTIVATIONS = schema.COMPUTED_ACTS
+ACTIVATION_ALIASES = schema.ACT_ALIASES
 
 # Allowed values of every string-valued option, in the order "default first".
 _CHOICES = {

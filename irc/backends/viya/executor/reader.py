@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from irc.backends.viya import schema
 from irc.errors import InvalidModel, UnsupportedAttribute
+from irc.problems import Problems
 
 from . import rnn
 from .kernels import expected_weight_shapes
-from .options import ACTIVATION_ALIASES, ACTIVATIONS, ExecutorOptions
+from .options import ACTIVATIONS, ExecutorOptions
 
 
 @dataclass
@@ -57,28 +59,9 @@ class ViyaModelFiles:
 
 # ----------------------------------------------------------------------------- vocabulary
 
-TYPE_ALIASES = {"convolution": "convo", "pooling": "pool", "fullconnect": "fc"}
-ACT_KINDS = ("convo", "groupconvo", "transconvo", "fc", "output", "batchnorm", "residual",
-             "concat", "reshape", "recurrent")
-# The AUTO activation per layer kind (viya-semantics.md §3); recurrent/transconvo depend on
-# ExecutorOptions and are resolved when executing.
-AUTO_ACT = {"convo": "relu", "groupconvo": "relu", "fc": "tanh", "output": "softmax",
-            "batchnorm": "identity", "residual": "identity", "concat": "identity",
-            "reshape": "identity"}
-LAYERTYPE_CODES = {1: "input", 2: "convo", 3: "pool", 4: "fc", 5: "output", 6: "recurrent",
-                   8: "batchnorm", 9: "residual", 10: "concat", 11: "detection", 14: "reshape",
-                   16: "transconvo", 17: "groupconvo"}
-LAYERTYPE_LABELS = {"Input Layer": "input", "Convolution Layer": "convo",
-                    "Pooling Layer": "pool", "Full Connect Layer": "fc", "Output Layer": "output",
-                    "Recurrent Layer": "recurrent", "Batch Normalization Layer": "batchnorm",
-                    "Concat (i.e., concatenation) Layer": "concat",
-                    "Detection Layer": "detection", "": "reshape"}
-ACT_CODES = {0: "auto", 1: "identity", 7: "softmax", 8: "relu", 12: "leaky"}
-# (substring of the lower-cased server label, activation); first match wins. The confirmed
-# labels, plus DLPy's substring rules for tanh and sigmoid, plus plain names for the rest.
-ACT_LABELS = (("automatic", "auto"), ("identity", "identity"), ("softmax", "softmax"),
-              ("leaky", "leaky"), ("rectifier", "relu"), ("hyperbolic", "tanh"),
-              ("logistic", "sigmoid"), ("sigmoid", "sigmoid"), ("softplus", "softplus"))
+# The kind vocabulary (types, aliases, table codes/labels, act and its AUTO meaning per kind,
+# activation labels and codes) is irc.backends.viya.schema's; recurrent/transconvo AUTO
+# activations depend on ExecutorOptions and are resolved when executing.
 TABLE_FILE, JSON_FILE = "model_table.csv", "model.json"
 
 
@@ -87,8 +70,7 @@ def _fail(message, *, node=None, file=None, hint=None):
 
 
 def _act_name(value, node, file) -> str:
-    name = str(value).lower()
-    name = ACTIVATION_ALIASES.get(name, name)
+    name = schema.act_name(value)
     if name == "fcmp":
         raise UnsupportedAttribute("FCMP (user-defined) activations cannot be executed",
                                    node=node, file=str(file))
@@ -99,13 +81,13 @@ def _act_name(value, node, file) -> str:
 
 def _table_act(label: str, code, node, file) -> str:
     low = (label or "").strip().lower()
-    for needle, act in ACT_LABELS:
-        if needle in low:
-            return act
-    if low in ACTIVATIONS or low in ACTIVATION_ALIASES:
-        return ACTIVATION_ALIASES.get(low, low)
-    if code is not None and int(code) in ACT_CODES:
-        return ACT_CODES[int(code)]
+    found = schema.act_from_label(low)
+    if found:
+        return found
+    if schema.act_name(low) in ACTIVATIONS:
+        return schema.act_name(low)
+    if code is not None and schema.act_by_code(int(code)):
+        return schema.act_by_code(int(code))
     raise _fail(f"unknown activation label {label!r} (code {code})", node=node, file=file)
 
 
@@ -114,8 +96,8 @@ def _table_act(label: str, code, node, file) -> str:
 def _normalize(name: str, kind: str, raw: dict, file, *, per_axis_padding: bool) -> dict:
     """Payload-vocabulary options (lower-case keys) → the executor's option dict."""
 
-    def num(key, default=None, *, integer=True):
-        value = raw.get(key, default)
+    def num(key, fallback=None, *, integer=True):
+        value = raw.get(key, fallback)
         if value is None:
             raise _fail(f"{kind} layer lacks option {key!r}", node=name, file=file)
         try:
@@ -126,18 +108,22 @@ def _normalize(name: str, kind: str, raw: dict, file, *, per_axis_padding: bool)
             raise _fail(f"option {key}={value!r} must be an integer", node=name, file=file)
         return int(value) if integer else value
 
-    def flag(key, default):
-        value = raw.get(key, default)
+    def flag(key, fallback):
+        value = raw.get(key, fallback)
         return value.lower() in ("true", "1", "yes") if isinstance(value, str) else bool(value)
 
+    def default(key):   # the payload default (viya-target.md §3.2)
+        return schema.default(kind, key)
+
     opts = {"dropout": num("dropout", 0.0, integer=False)}
-    if kind in ACT_KINDS:
+    known = schema.KINDS.get(kind)
+    if known is not None and known.act:
         act = _act_name(raw.get("act", "auto"), name, file)
-        opts["act"] = AUTO_ACT.get(kind, act) if act == "auto" else act
+        opts["act"] = (known.auto_act or act) if act == "auto" else act
     if kind == "input":
         c = num("nchannels")
         opts.update(nchannels=c, height=num("height"), width=num("width"),
-                    scale=num("scale", 1.0, integer=False))
+                    scale=num("scale", default("scale"), integer=False))
         for key in ("offsets", "normstds"):   # defaults 0 and 1 (§2, open: compiler emits all)
             values = raw.get(key, [0.0 if key == "offsets" else 1.0] * c)
             values = [values] * c if isinstance(values, (int, float)) else list(values)
@@ -166,23 +152,24 @@ def _normalize(name: str, kind: str, raw: dict, file, *, per_axis_padding: bool)
             raise _fail("explicit padding must be >= 0 (omit it for automatic padding)",
                         node=name, file=file)
         if kind == "pool":
-            pool = str(raw.get("pool", "max")).lower()
+            pool = str(raw.get("pool", default("pool"))).lower()
             opts["pool"] = {"average": "mean"}.get(pool, pool)
             if opts["pool"] not in ("max", "mean", "min"):
                 raise UnsupportedAttribute(f"pooling type {pool!r} is not supported",
                                            node=name, file=str(file))
         else:
-            opts.update(nfilters=num("nfilters"), include_bias=flag("includebias", True),
-                        ngroups=num("ngroups", 1) if kind == "groupconvo" else 1)
+            opts.update(nfilters=num("nfilters"),
+                        include_bias=flag("includebias", default("includebias")),
+                        ngroups=num("ngroups", default("ngroups")) if kind == "groupconvo" else 1)
     elif kind in ("fc", "output"):
-        opts.update(n=num("n"), include_bias=flag("includebias", True))
+        opts.update(n=num("n"), include_bias=flag("includebias", default("includebias")))
         if kind == "output":
-            opts["fullconnect"] = flag("fullconnect", True)
+            opts["fullconnect"] = flag("fullconnect", default("fullconnect"))
     elif kind == "recurrent":
         opts.update(rnn.normalize_options(raw, num, flag, name, file))
     elif kind == "reshape":
         opts.update(depth=num("depth"), height=num("height"), width=num("width"),
-                    order=str(raw.get("order", "auto")).lower())
+                    order=str(raw.get("order", default("order"))).lower())
     return opts
 
 
@@ -244,8 +231,7 @@ def read_model_json(path) -> tuple:
         layer = {k.lower(): v for k, v in (lower.get("layer") or {}).items()}
         if not name or "type" not in layer:
             raise _fail(f"addLayer entry without a name or a layer type: {entry}", file=path)
-        kind = str(layer["type"]).lower()
-        kind = TYPE_ALIASES.get(kind, kind)
+        kind = schema.canonical_type(str(layer["type"]))
         sources = lower.get("srclayers") or []
         sources = [sources] if isinstance(sources, str) else list(sources)
         layers.append(ViyaLayer(name, kind, _normalize(name, kind, layer, path,
@@ -294,7 +280,7 @@ def _table_layer(name, rows, by_id, file) -> ViyaLayer:
     kind, sources, options, lists = None, {}, {}, {}
     for key, chr_val, num in rows:
         if key == "layertype":
-            kind = (LAYERTYPE_CODES.get(int(num), f"code {int(num)}") if num is not None
+            kind = (schema.by_code(int(num)) or f"code {int(num)}" if num is not None
                     else _layertype_from_label(chr_val))
         elif key.startswith("srclayers."):
             sources[int(key.split(".")[1])] = chr_val
@@ -316,7 +302,7 @@ def _table_layer(name, rows, by_id, file) -> ViyaLayer:
 
 
 def _layertype_from_label(label: str) -> str:
-    return LAYERTYPE_LABELS.get(label, f"label {label!r}")
+    return schema.by_label(label) or f"label {label!r}"
 
 
 def _check_graph(model: ViyaModelFiles):
@@ -347,7 +333,7 @@ def read_weights(model: ViyaModelFiles, weights_path, options: ExecutorOptions |
     import h5py   # only needed here; keeps the kernels importable without it
 
     path = Path(weights_path)
-    problems = []   # (layer, message)
+    problems = Problems()   # (layer, message)
     try:
         handle = h5py.File(path, "r")
     except OSError as err:
@@ -362,19 +348,18 @@ def read_weights(model: ViyaModelFiles, weights_path, options: ExecutorOptions |
             if name not in expected:
                 what = ("has no weights" if any(l.name == name for l in model.layers)
                         else "is not a layer of the model")
-                problems.append((name, f"listed in layer_names but {what}"))
+                problems.add(name, f"listed in layer_names but {what}")
         in_order = [n for n in listed if n in expected]
         if in_order != [n for n in expected if n in listed]:
-            problems.append((in_order[0] if in_order else None,
-                             f"layer_names is not in addLayer order: {listed}"))
+            problems.add(in_order[0] if in_order else None,
+                         f"layer_names is not in addLayer order: {listed}")
         for name, params in expected.items():
             if name not in listed:
-                problems.append((name, "has weights but is missing from layer_names"))
-            problems += [(name, msg) for msg in _read_group(handle, name, params, model)]
-    if problems:
-        lines = "; ".join(f"layer {n!r}: {m}" if n else m for n, m in problems)
-        raise _fail(f"the weights file does not fit the model: {lines}", node=problems[0][0],
-                    file=path)
+                problems.add(name, "has weights but is missing from layer_names")
+            for message in _read_group(handle, name, params, model):
+                problems.add(name, message)
+    problems.raise_if_any(InvalidModel, "the weights file does not fit the model: ",
+                          place=lambda n: f"layer {n!r}", file=str(path))
     model.weights_path = path
 
 

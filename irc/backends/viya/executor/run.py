@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from irc.backends.viya import schema
 from irc.errors import InvalidModel, IrcError, UnsupportedOp
 
 from . import kernels, rnn
@@ -12,7 +13,7 @@ from .reader import ViyaModelFiles, load_viya_model
 
 F32 = np.float32
 # Layers that may carry a dropout rate (viya-semantics.md §12).
-DROPOUT_KINDS = ("input", "convo", "groupconvo", "transconvo", "pool", "fc", "recurrent")
+DROPOUT_KINDS = tuple(k.name for k in schema.KINDS.values() if k.dropout)
 
 
 def execute(model: ViyaModelFiles, x, options: ExecutorOptions | None = None,
