@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from irc.errors import UnsupportedAttribute
+from irc.problems import Problems
 
 TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 RECURRENT = ("SimpleRNN", "LSTM", "GRU", "CuDNNLSTM", "CuDNNGRU", "RNN", "Bidirectional",
@@ -50,11 +51,11 @@ class ScanContext:
         self.allow_lambda = allow_lambda
         self.flavor = flavor  # "keras3" or "tf_keras"
         self.through_tf2onnx = through_tf2onnx  # False: irc's direct emitter writes the ONNX
-        self.problems: list[tuple[str, str]] = []
+        self.problems = Problems()   # (layer, message); keras/layers.py raises them
         self.layer_name = ""
 
     def problem(self, message: str) -> None:
-        self.problems.append((self.layer_name, message))
+        self.problems.add(self.layer_name, message)
 
 
 @dataclass(frozen=True)
