@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from irc.backends.viya import lower_rnn
+from irc.backends.viya import lower_rnn, lower_unit_axis
 from irc.backends.viya import padding as pad_rules
 from irc.backends.viya.channel_order import (CHANNEL_ORDERS, read_rgb_as_bgr,
                                              reverse_channel_constants)
@@ -18,6 +18,7 @@ from irc.backends.viya.model import LazyWeight, ViyaLayer, ViyaModel
 from irc.backends.viya.names import NameTable
 from irc.errors import ViyaCannotExpress
 from irc.ir.graph import Graph, Node
+from irc.passes.defs.legalize_avgpool import touches_padding
 from irc.utils.float32 import float32_number
 
 # IR activation -> Viya act string
@@ -39,13 +40,15 @@ class _Lowering:
         self.problems: list[str] = []
         self.input_options = input_options or {}
         self.refusals: dict[str, list[str]] = {}  # node -> why passes left it alone
-        for pass_name, node_name, reason in refusals:
-            self.refusals.setdefault(node_name, []).append(f"{pass_name}: {reason}")
+        for _pass_name, node_name, reason in refusals:  # the user reads reasons, not passes
+            if reason not in self.refusals.get(node_name, []):
+                self.refusals.setdefault(node_name, []).append(reason)
 
     # ---- helpers --------------------------------------------------------------------------
     def problem(self, node: Node, message: str) -> None:
         sources = ", ".join(node.provenance.sources) or node.name
-        why = "".join(f"\n      ({r})" for r in self.refusals.get(node.name, []))
+        why = "".join(f"\n      (irc's exact rewrite into Viya layers does not apply: {r})"
+                      for r in self.refusals.get(node.name, []))
         self.problems.append(f"{node.name} ({node.op_type}, from {sources}): {message}{why}")
 
     def add(self, node: Node | None, kind: str, options: dict, sources: list[str],
@@ -82,15 +85,40 @@ class _Lowering:
 
     def act(self, node: Node) -> str:
         act = node.attrs.get("activation", "identity")
+        alpha = node.attrs.get("activation_alpha")
+        # Viya's leaky slope is fixed at 0.1 and its elu alpha at 1 (viya-semantics); any other
+        # value is rewritten exactly before lowering (PRelu), so meeting one here is a guard.
+        fixed = {"leaky": 0.1, "elu": 1.0}.get(act)
+        if fixed is not None and alpha is not None \
+                and np.float32(alpha) != np.float32(fixed):
+            self.problem(node, f"activation {act} with alpha {alpha:g}: Viya's {act} fixes it "
+                               f"at {fixed:g}; export the model with alpha {fixed:g} or as PRelu")
         return VIYA_ACT[act]
+
+    def check_dilations(self, node: Node) -> bool:
+        """Viya has no dilated window (viya-target); the frontends refuse one, this guards."""
+        dilations = [int(d) for d in node.attrs.get("dilations", [1, 1])]
+        if any(d != 1 for d in dilations):
+            self.problem(node, f"dilations {dilations}: Viya has no dilated convolution or "
+                               "pooling; export the model without dilation")
+            return False
+        return True
 
     # ---- layers ---------------------------------------------------------------------------
     def lower_input(self, value: str) -> None:
         shape = self.graph.value(value).type.shape[1:]
-        if len(shape) == 2:  # (T, d): a sequence model's input
+        image = lower_unit_axis.image_of_1d_input(self.graph, value) if len(shape) == 2 else None
+        if image is not None:
+            c, h, w = image  # (C, L) read by 1-D layers: C x 1 x L
+            if lower_unit_axis.NOTE_1D not in self.model.notes:
+                self.model.notes.append(lower_unit_axis.NOTE_1D)
+        elif len(shape) == 2 and not lower_unit_axis.recurrent_model(self.graph):
+            self.problems.append(lower_unit_axis.not_a_sequence_message(self.graph, value))
+            return
+        elif len(shape) == 2:  # (T, d): a sequence model's input
             lower_rnn.lower_sequence_input(self, value, shape)
             return
-        if len(shape) == 3:
+        elif len(shape) == 3:
             c, h, w = shape
         elif len(shape) == 1:
             c, h, w = shape[0], 1, 1
@@ -128,6 +156,8 @@ class _Lowering:
         x, w = node.inputs[0], node.inputs[1]
         x_shape = self.graph.value(x).type.shape
         out_shape = self.graph.value(node.outputs[0]).type.shape
+        if not self.check_dilations(node):
+            return
         kernel, strides, pads = node.attrs["kernel_shape"], node.attrs["strides"], node.attrs["pads"]
         choice = pad_rules.choose("conv", x_shape[2:], kernel, strides, pads, out_shape[2:])
         if isinstance(choice, str):
@@ -159,13 +189,15 @@ class _Lowering:
                        "pool": pool}
             self.add(node, "pool", options, [x], node.outputs[0])
             return
+        if not self.check_dilations(node):
+            return
         kernel, strides, pads = node.attrs["kernel_shape"], node.attrs["strides"], node.attrs["pads"]
         choice = pad_rules.choose("pool", x_shape[2:], kernel, strides, pads, out_shape[2:])
         if isinstance(choice, str):
             self.problem(node, f"pooling with pads {pads}, ceil_mode={node.attrs.get('ceil_mode', 0)}"
                                f" on {x_shape[2]}x{x_shape[3]} cannot be expressed in Viya ({choice})")
             return
-        if pool == "mean" and node.attrs.get("count_include_pad", 0) and _touches_padding(
+        if pool == "mean" and node.attrs.get("count_include_pad", 0) and touches_padding(
                 x_shape[2:], kernel, strides, pads, out_shape[2:]):
             self.problem(node, "average pooling with count_include_pad=1 over padded cells: "
                                "Viya's divisor for padded cells is not public; export the model "
@@ -276,6 +308,12 @@ class _Lowering:
 
     def lower_softmax_output(self, node: Node) -> None:
         x = node.inputs[0]
+        shape = self.graph.value(x).type.shape
+        if len(shape) > 2 and (any(d != 1 for d in shape[2:]) or node.attrs.get("axis") != 1):
+            self.problem(node, f"Softmax over axis {node.attrs.get('axis')} of {shape[1:]}: "
+                               "Viya's output layer takes the softmax of all the values; "
+                               "put a Flatten before the Softmax")
+            return
         producer = self.graph.producer(x)
         if producer is not None and producer.op_type == "Gemm" and self.graph.use_count(x) == 1 \
                 and producer.attrs.get("activation", "identity") == "identity":
@@ -293,12 +331,6 @@ class _Lowering:
         n = self.graph.value(x).type.numel_per_example()
         self.add(node, "output", {"n": n, "act": "softmax", "includebias": False,
                                   "fullconnect": False, "error": "auto"}, [x], node.outputs[0])
-
-
-def _touches_padding(in_hw, kernel, strides, pads, out_hw) -> bool:
-    if any(pads):
-        return True
-    return any((out_hw[a] - 1) * strides[a] + kernel[a] > in_hw[a] for a in range(2))
 
 
 def _softmax_output_gemms(graph: Graph) -> set[str]:
@@ -356,6 +388,8 @@ def lower(graph: Graph, name: str | None = None, input_options: dict | None = No
             low.lower_concat(node)
         elif op == "Flatten":
             low.lower_flatten(node)
+        elif op in lower_unit_axis.UNIT_AXIS_OPS:
+            lower_unit_axis.lower_unit_axis(low, node)
         elif op in ("Identity", "Dropout"):
             low.alias(node.outputs[0], node.inputs[0])  # computes nothing
         elif op == "Reshape":
@@ -367,8 +401,7 @@ def lower(graph: Graph, name: str | None = None, input_options: dict | None = No
                 continue
             low.lower_softmax_output(node)
         else:
-            low.problem(node, f"no Viya layer computes {op} here (it should have been folded "
-                              "into a neighbouring layer by a pass)")
+            low.problem(node, lower_unit_axis.no_layer_message(graph, node))
     lower_rnn.finish(low, graph)
     _add_output_layers(low, graph)
     order = (input_options or {}).get("channel_order", "bgr")

@@ -264,9 +264,15 @@ def softmax(imp, node, attrs):
             and reads_sequence(imp, node.input[0]):
         imp.emit("Softmax", node, attrs={"axis": -1})  # per time step of a sequence
         return
+    if x_type is not None and x_type.rank > 2 and axis in (1, 1 - x_type.rank) \
+            and all(d == 1 for d in x_type.shape[2:]):
+        # Over the channels of (N, C, 1, 1) (any opset's meaning of axis 1): the softmax of the
+        # flattened values, which Viya's output layer computes.
+        imp.emit("Softmax", node, attrs={"axis": 1})
+        return
     if x_type is None or x_type.rank != 2 or axis not in (1, -1):
-        imp.problem("Softmax is supported over the last axis of an (N, n) tensor only; "
-                    "put a Flatten before it")
+        imp.problem("Softmax is supported over the last axis of an (N, n) tensor, or over the "
+                    "channels of an (N, C, 1, 1) one, only; put a Flatten before it")
         return
     imp.emit("Softmax", node, attrs={"axis": -1})
 

@@ -16,7 +16,7 @@ from irc.frontends.registry import format_unsupported
 from irc.ir.graph import Graph, Provenance
 from irc.ir.tensors import BATCH, TensorType
 from irc.frontends.onnx import const_eval, loader, shape_folding
-from irc.frontends.onnx.registry import ONNX_OPS, onnx_ops
+from irc.frontends.onnx.registry import ONNX_OPS, WHY_UNSUPPORTED, onnx_ops
 from irc.limits import check_graph_size, check_tensor_bytes, graph_depth
 
 def node_label(node: onnx.NodeProto, index: int) -> str:
@@ -128,8 +128,10 @@ class OnnxImporter:
                  if i not in self._foldable]
         missing = ONNX_OPS.unsupported(items)
         if missing:
+            why = "".join(f"{op}: {WHY_UNSUPPORTED[op]}.\n" for op in sorted(missing)
+                          if op in WHY_UNSUPPORTED)
             raise UnsupportedOp(format_unsupported(
-                "ONNX", missing, "irc supports: " + ", ".join(ONNX_OPS.op_types())
+                "ONNX", missing, why + "irc supports: " + ", ".join(ONNX_OPS.op_types())
                 + ". Replace these ops in the source model (or see `irc ops`)."), file=self.label)
 
     def fold(self, node: onnx.NodeProto) -> bool:
@@ -269,10 +271,12 @@ def import_onnx(source, input_shapes=None, label: str | None = None,
     """
     onnx_ops()  # fills the registry
     from irc.frontends.onnx.opset import upgrade_old_opset
+    from irc.frontends.onnx.one_d_layers import height_one_layers
     from irc.frontends.onnx.rnn_layout import batch_first_recurrent
 
     label = label or (str(source) if not isinstance(source, onnx.ModelProto) else "<ModelProto>")
     model, base_dir = loader.load_model(source, label, map_weights=True)
     model = upgrade_old_opset(model, label, notes)
     model = batch_first_recurrent(model, input_shapes, label)  # time-major RNN ops (issue 6)
+    model = height_one_layers(model, input_shapes, label)  # 1-D layers (issue 16)
     return OnnxImporter(model, label, base_dir, input_shapes).run()
