@@ -155,6 +155,17 @@ def test_batchnorm_without_scale_and_custom_eps(tmp_path):
     check_against_opencv(tmp_path, net(body), X)
 
 
+def test_batchnorm_with_batch_statistics_is_refused_up_front(tmp_path):
+    """use_global_stats: false normalizes each batch with its own statistics (issue 16: it
+    compiled and then verified as a mismatch, max abs 0.62)."""
+    body = conv("c", "data", 4, 3) + BN % "batch_norm_param { use_global_stats: false }"
+    proto = write_net(tmp_path, net(body))
+    with pytest.raises(UnsupportedAttribute, match="bn: BatchNorm with use_global_stats: false "
+                                                   "normalizes with the statistics of each batch"):
+        compile_caffe(proto, None, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_scale_without_bias_after_batchnorm(tmp_path):
     body = conv("c", "data", 4, 3) + BN % "" + SCALE % "bias_term: false"
     check_against_opencv(tmp_path, net(body), X)
@@ -221,7 +232,9 @@ def test_concat_of_three(tmp_path):
 
 
 @pytest.mark.parametrize("act", ['ReLU" relu_param { negative_slope: 0.1 }', 'Sigmoid"',
-                                 'TanH"', 'ReLU"'], ids=["leaky0.1", "sigmoid", "tanh", "relu"])
+                                 'TanH"', 'ReLU"', 'ReLU" relu_param { negative_slope: 0.2 }',
+                                 'ReLU" relu_param { negative_slope: -0.5 }'],
+                         ids=["leaky0.1", "sigmoid", "tanh", "relu", "leaky0.2", "leaky-0.5"])
 def test_activations(tmp_path, act):
     type_, _, params = act.partition('"')
     body = conv("c", "data", 4, 3, "pad: 1") + \
@@ -292,9 +305,10 @@ def test_refused_parameters_are_listed_together(tmp_path):
     with pytest.raises(UnsupportedAttribute) as err:
         compile_caffe(proto, None, tmp_path / "out")
     text = str(err.value)
-    for name, why in [("dil", "dilation [2]"), ("lk", "negative_slope 0.2"), ("prod", "PROD"),
+    for name, why in [("dil", "dilation [2]"), ("prod", "PROD"),
                       ("mx", "MAX"), ("cat", "axis 2"), ("sm", "Softmax over axis 1")]:
         assert f"{name}: " in text and why in text, (name, why, text)
+    assert "lk: " not in text  # any ReLU slope converts now (exact, legalize_prelu)
     assert err.value.file == str(proto) and err.value.node == "dil" and err.value.hint
 
 

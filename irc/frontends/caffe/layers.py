@@ -180,7 +180,13 @@ def batch_norm(cv, i):
     c = shape[1]
     p = layer.param("batch_norm_param")
     if p.HasField("use_global_stats") and not p.use_global_stats:
-        cv.warn("use_global_stats: false (batch statistics); the stored statistics are used")
+        # Caffe then normalizes each batch with its own mean and variance: the output depends on
+        # the other examples of the batch, which no inference layer of Viya computes.
+        cv.problem("BatchNorm with use_global_stats: false normalizes with the statistics of "
+                   "each batch (training behaviour), not the stored ones; set use_global_stats: "
+                   "true (or remove the field) in the deploy prototxt")
+        cv.define(out, shape)
+        raise Skip
     mean, var, factor = cv.weights([("mean", (c,)), ("variance", (c,)),
                                     ("moving-average factor", (1,))])
     f = float(factor.reshape(-1)[0])
@@ -272,17 +278,15 @@ def eltwise(cv, i):
 
 @reg.register("ReLU")
 def relu(cv, i):
-    """ReLU -> Relu (negative_slope 0) or LeakyRelu (0.1, Viya's fixed slope); others refused."""
+    """ReLU -> Relu (negative_slope 0) or LeakyRelu(slope): Viya's leaky activation fixes the
+    slope at 0.1; any other slope becomes exact batchnorm/residual layers (legalize_prelu)."""
     x, shape, out = _single(cv, i)
     slope = float(cv.net.layers[i].param("relu_param").negative_slope)
     if slope == 0:
         cv.node("Relu", [x], [out])
-    elif math.isclose(slope, 0.1, rel_tol=1e-6):
-        cv.node("LeakyRelu", [x], [out], alpha=0.1)
     else:
-        cv.problem(f"ReLU negative_slope {slope:g}; Viya's leaky activation has slope 0.1 only")
-        cv.define(out, shape)  # later layers are still checked
-        raise Skip
+        cv.node("LeakyRelu", [x], [out], alpha=0.1 if math.isclose(slope, 0.1, rel_tol=1e-6)
+                else slope)
     cv.define(out, shape)
 
 

@@ -147,7 +147,13 @@ def run_opencv_oracle(prototxt, caffemodel, x) -> dict[str, np.ndarray]:
             results = net.forward(list(outputs.values()))
         except cv2.error as exc:
             first = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else "cv2.error"
+            # OpenCV refuses training-time layers (e.g. BatchNorm with batch statistics on a
+            # batch > 1); the net is fine then, only not an inference net.
+            training = "training" in first.lower()
             raise InvalidModel(f"OpenCV, irc's Caffe oracle, cannot run the net: {first}",
-                               file=str(prototxt), hint="the net or its weights are broken for "
-                               "Caffe too (nothing was written)") from None
+                               file=str(prototxt), hint=(
+                                   "a layer is in training mode; set it to inference (e.g. "
+                                   "use_global_stats: true) in the deploy prototxt" if training
+                                   else "the net or its weights are broken for Caffe too")
+                               + " (nothing was written)") from None
     return {top: np.asarray(r) for top, r in zip(outputs, results)}
