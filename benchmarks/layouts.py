@@ -137,6 +137,7 @@ def bench_layouts(tmp: Path, repeat: int, run_child, weight_bytes, dlpy_venv: st
         row, dlpy_row = bench_layout(name, path, tmp, repeat, extra, run_child, wb,
                                      python if name in DLPY_LAYOUTS else None)
         rows.append(row)
+        print(row, dlpy_row, file=sys.stderr, flush=True)  # progress: a long run's rows so far
         if dlpy_row:
             dlpy_rows.append(dlpy_row)
         path.unlink()

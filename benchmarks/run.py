@@ -257,9 +257,10 @@ def main() -> None:
     parser.add_argument("--no-keras", action="store_true", help="skip the Keras models")
     parser.add_argument("--tf2onnx-cap-gb", type=float, default=12.0,
                         help="stop tf2onnx alone past this RSS (it needs ~19 GB for VGG16)")
-    args = parser.parse_args()
-    if args.child:
-        step, *rest = args.child
+    child_args = sys.argv[2:] if sys.argv[1:2] == ["--child"] else None
+    args = parser.parse_args([] if child_args else None)
+    if child_args:  # taken whole: a step's own irc options (--channel-order) are not ours
+        step, *rest = child_args
         start = time.perf_counter()
         {"floor": child_floor, "floor_onnx_load": child_floor_onnx_load, "irc": child_irc,
          "irc_verify": child_irc_verify, "tf2onnx": child_tf2onnx,
