@@ -49,6 +49,7 @@ class _Lift:
         self.g = model.graph
         self.types = loader.infer_types(model, input_shapes, label)
         self.opset = loader.check_opset(model, label)
+        self.const_rank = {t.name: len(t.dims) for t in self.g.initializer}
         self.consts = {t.name for t in self.g.initializer} | {
             o for n in self.g.node if n.op_type == "Constant" for o in n.output}
         self.taken = {o for n in self.g.node for o in n.output} | {i.name for i in self.g.input} \
@@ -82,10 +83,11 @@ class _Lift:
     def constant_operand(self, value: str) -> str:
         """A constant broadcast against (N, C, L), made to broadcast against (N, C, 1, L)."""
         t = self.types.get(value)
-        if t is None or t.rank < 2:
+        rank = t.rank if t is not None else self.const_rank.get(value, 0)
+        if rank < 2:
             return value  # a scalar or a per-position vector: aligned on L either way
         out = self.fresh(f"{value}__height1")
-        self.new_nodes.append(self._axes_node("Unsqueeze", value, t.rank - 1, out))
+        self.new_nodes.append(self._axes_node("Unsqueeze", value, rank - 1, out))
         return out
 
     def liftable(self, node) -> bool:
