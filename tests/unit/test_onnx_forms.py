@@ -120,3 +120,33 @@ def test_old_opset_is_upgraded_with_a_note():
     notes = []
     import_onnx(model, notes=notes)
     assert len(notes) == 1 and "opset 7 was upgraded to opset 13" in notes[0]
+
+
+@pytest.mark.parametrize("op,bound", [("Max", -0.25), ("Min", 0.5)])
+def test_max_min_by_a_constant_scalar_is_clip(op, bound):
+    """tf2onnx writes Keras's clip_by_value (ReLU(max_value) after a batchnorm) as Min/Max."""
+    b = OnnxBuilder("m", SHAPE, opset=13)
+    y = b.op(op, b.input, b.const(np.float32(bound)))
+    assert assert_same(b.build([y])) == ["Clip"]
+
+
+def test_max_of_two_tensors_is_refused():
+    b = OnnxBuilder("m", SHAPE, opset=13)
+    y = b.op("Max", b.input, b.op("Relu", b.input))
+    with pytest.raises(UnsupportedAttribute, match="element-wise max of tensors"):
+        import_onnx(b.build([y]))
+
+
+def test_slice_over_whole_axes_selects_only_the_cut_ones():
+    """tf2onnx slices every axis, the batch axis included, with the full range where it does
+    not cut: those axes are dropped, so a batch-axis no-op is not refused."""
+    b = OnnxBuilder("s", SHAPE, opset=13)
+    big = np.iinfo(np.int64).max
+    y = b.op("Slice", b.input, b.const(np.array([0, 0, 1, 0], np.int64)),
+             b.const(np.array([big, big, 5, big], np.int64)))
+    ops = assert_same(b.build([y]))
+    assert ops == ["Slice"]
+    b = OnnxBuilder("s", SHAPE, opset=13)
+    whole = b.op("Slice", b.input, b.const(np.array([0], np.int64)),
+                 b.const(np.array([big], np.int64)), b.const(np.array([0], np.int64)))
+    assert assert_same(b.build([whole])) == ["Identity"]

@@ -139,10 +139,18 @@ def slice_(imp, node, attrs):
             or len(set(axes)) != len(axes):
         imp.problem(f"Slice axes {values[2]} / steps {steps} do not fit a {x_type.rank}-D input")
         return
-    if not _not_batch_axis(imp, node, node.input[0], axes):
-        return
     bounds = [normalize_slice(x_type.shape[a], s, e, st)
               for a, s, e, st in zip(axes, starts, ends, steps)]
+    # An axis sliced whole (tf2onnx writes every axis, the batch axis included) selects nothing.
+    kept = [k for k, (a, st) in enumerate(zip(axes, steps))
+            if not (st == 1 and bounds[k] == (0, x_type.shape[a]))]
+    if not kept:
+        imp.alias(node.output[0], node.input[0], node)
+        return
+    axes, steps, bounds = [axes[k] for k in kept], [steps[k] for k in kept], [bounds[k]
+                                                                               for k in kept]
+    if not _not_batch_axis(imp, node, node.input[0], axes):
+        return
     _emit_slice(imp, node, node.input[0], node.output[0], [b[0] for b in bounds],
                 [b[1] for b in bounds], axes, steps)
 
@@ -204,6 +212,28 @@ def clip(imp, node, attrs):
         bounds.append("" if value is None or math.isinf(value) and (value < 0) == (name == "min")
                       else _scalar(imp, node, name, value, dtype))
     imp.emit("Clip", node, inputs=[node.input[0], *bounds])
+
+
+@reg.register("Max", "Min")
+def max_min(imp, node, attrs):
+    """Max/Min of a tensor and a constant scalar (tf2onnx's clip_by_value) -> Clip."""
+    tensors = [i for i in node.input if i and not imp.is_const(i)]
+    consts = [imp.const(i) for i in node.input if i and imp.is_const(i)]
+    if len(tensors) != 1 or any(np.asarray(c).size != 1 for c in consts):
+        imp.problem(f"{node.op_type} of {len(tensors)} tensor(s) and constants of shapes "
+                    f"{[np.asarray(c).shape for c in consts]}: an element-wise "
+                    f"{node.op_type.lower()} of tensors (or by a non-scalar), which Viya lacks; "
+                    "irc converts a tensor clipped by one constant scalar")
+        return
+    if not consts:
+        imp.alias(node.output[0], tensors[0], node)
+        return
+    dtype = np.dtype((_batch1(imp, tensors[0]) or TensorType((1,))).dtype)
+    pick = max if node.op_type == "Max" else min
+    bound = _scalar(imp, node, "bound", pick(float(np.asarray(c).reshape(-1)[0]) for c in consts),
+                    dtype)
+    imp.emit("Clip", node, inputs=[tensors[0], bound] if node.op_type == "Max"
+             else [tensors[0], "", bound])
 
 
 @reg.register("PRelu")
