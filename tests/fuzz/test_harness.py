@@ -160,3 +160,22 @@ def test_a_hang_probe_stops_the_case_before_irc_runs(tmp_path, monkeypatch):
                               tmp_path / "case", 0)
     assert result.problems == {harness.HANG: "HANG (probe): test"}
     assert result.signature().startswith("hangs: HANG (probe)")
+
+
+def test_the_exit0_floor_catches_more_refusals():
+    """Injected: a regression that refuses a third of what converted (onnx 116 -> 77 of 600)
+    is reported; the measured default figures (caffe 46/200, keras 14/100, onnx 116/600) are
+    not; a -k selection of a few cases is not judged."""
+    from types import SimpleNamespace
+
+    from tests.fuzz.test_fuzz import exit0_shortfalls
+
+    def results(fmt, converted, total):
+        return [SimpleNamespace(plan=SimpleNamespace(format=fmt), exit_code=0 if i < converted
+                                else 2) for i in range(total)]
+
+    measured = results("caffe", 46, 200) + results("keras", 14, 100) + results("onnx", 116, 600)
+    assert exit0_shortfalls(measured) == []
+    regressed = results("caffe", 46, 200) + results("keras", 14, 100) + results("onnx", 77, 600)
+    assert exit0_shortfalls(regressed) == ["onnx: 77/600 converted, floor 14%"]
+    assert exit0_shortfalls(results("onnx", 0, 10)) == []
