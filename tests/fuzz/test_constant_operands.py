@@ -32,7 +32,9 @@ def _i(*values):
 EXAMPLES = {
     "Add": ([_f(*F), _f(*F)], {}), "Sub": ([_f(*F), _f(*F)], {}),
     "Mul": ([_f(*F), _f(*F)], {}), "Div": ([_f(*F), np.abs(_f(*F)) + 1], {}),
-    "Sum": ([_f(*F), _f(*F), _f(*F)], {}), "Concat": ([_f(*F), _f(*F)], {"axis": 1}),
+    "Sum": ([_f(*F), _f(*F), _f(*F)], {}),
+    "Max": ([_f(*F), _f(*F), np.float32(-0.25)], {}), "Min": ([_f(*F), _f(1), _f(*F)], {}),
+    "Concat": ([_f(*F), _f(*F)], {"axis": 1}),
     "PRelu": ([_f(*F), _f(4, 1, 1)], {}),
     "BatchNormalization": ([_f(*F), _f(4), _f(4), _f(4), np.abs(_f(4)) + 1], {}),
     "Clip": ([_f(*F), np.float32(-0.5), np.float32(0.5)], {}),

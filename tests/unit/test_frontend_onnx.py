@@ -152,3 +152,19 @@ def test_constant_attribute_tensors_are_sized_before_evaluation():
     short = TensorProto(name="v", data_type=TensorProto.FLOAT, dims=[300, 300], raw_data=bytes(16))
     with pytest.raises(UnsupportedAttribute, match="evaluating this constant Constant failed"):
         import_onnx(_constant_model(short))
+
+
+def test_every_refused_node_is_named_not_only_the_first():
+    """EfficientNet's SiLUs (x * sigmoid(x)): the nodes after a refused one are still checked,
+    so the one error lists each element-wise product, not only the first."""
+    b = OnnxBuilder("silu", ("N", 3, 8, 8))
+    h = b.input
+    for k in range(3):
+        h = b.op("Conv", h, b.const(np.full((3, 3, 1, 1), 0.1, np.float32)), kernel_shape=[1, 1])
+        h = b.op("Mul", h, b.op("Sigmoid", h), name=f"silu_{k}")
+    with pytest.raises(UnsupportedAttribute) as err:
+        import_onnx(b.build([h]))
+    text = str(err.value)
+    assert "3 problem(s)" in text
+    assert all(f"silu_{k}: Mul of two tensors is an element-wise product" in text
+               for k in range(3))

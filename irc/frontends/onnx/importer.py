@@ -175,6 +175,18 @@ class OnnxImporter:
             check_tensor_bytes([int(d) for d in t.dims], dtype, f"Constant {attr.name!r}",
                                file=self.label, node=self._current, allow_empty=True)
 
+    def _stand_in_outputs(self, node: onnx.NodeProto) -> None:
+        """A refused node's outputs become placeholder values (typed by shape inference), so the
+        nodes after it are still checked and the one error names every node Viya cannot
+        compute (e.g. each SiLU of a network, not only the first). The graph is never used:
+        the import ends in that error."""
+        for out in node.output:
+            ttype = self._types.get(out)
+            if out and ttype is not None and not self.graph.has_value(out):
+                self.graph.add_input(out, ttype)
+                if any(i in self._batch_values for i in node.input if i):
+                    self._batch_values.add(out)
+
     def _raise_problems(self) -> None:
         if self.problems:
             lines = [f"  {name}: {msg}" for name, msg in self.problems]
@@ -237,12 +249,15 @@ class OnnxImporter:
             if arity:
                 self.problem(arity)
                 continue
+            before = len(self.problems)
             try:
                 handler.fn(self, node, decode_attrs(node))
             except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as exc:
                 # A malformed node (attribute of the wrong type or length) from an untrusted
                 # file: report it with the others instead of crashing.
                 self.problem(f"malformed {node.op_type} node ({type(exc).__name__}: {exc})")
+            if len(self.problems) > before:
+                self._stand_in_outputs(node)
         self._current = None
         self.graph.outputs = [o.name for o in g.output]
         self._raise_problems()
