@@ -4,7 +4,7 @@ A pass rewrites the graph in place and returns whether it changed anything. It n
 times or dumps (instruments on the manager do that). When it declines to rewrite a node it
 matched, it says why through ``ctx.refuse`` so `--explain` can show the reason. A pass whose
 patterns only hold after other passes ran names them in ``requires``; the pass manager refuses
-a pipeline that does not run them earlier.
+a pipeline that does not run them earlier (irc.passes.catalog.check_order).
 """
 from __future__ import annotations
 
@@ -52,25 +52,15 @@ def register_pass(cls: type[Pass]) -> type[Pass]:
     return cls
 
 
-def get_pass(name: str) -> Pass:
-    load_all()
-    if name not in PASSES:
-        raise KeyError(f"no pass named {name!r}; known: {', '.join(sorted(PASSES))}")
-    return PASSES[name]()
+# Moved to irc.passes.catalog, which imports every pass module: this module is what those
+# modules import, so it must not import them back. The names below still answer for callers
+# not yet moved (irc/passes/manager.py, irc/cli/commands.py, tests/passes); remove them then.
+_MOVED = ("get_pass", "check_order", "load_all")
 
 
-def check_order(pipeline: list[str]) -> None:
-    """Raise ValueError when a pass in ``pipeline`` runs before (or without) one it requires."""
-    for index, name in enumerate(pipeline):
-        for needed in get_pass(name).requires:
-            if needed not in pipeline[:index]:
-                where = ("runs after it" if needed in pipeline else "is not in the pipeline")
-                raise ValueError(f"pass {name!r} requires pass {needed!r} to run before it, "
-                                 f"but {needed!r} {where}")
+def __getattr__(name: str):
+    if name in _MOVED:
+        from irc.passes import catalog
 
-
-def load_all() -> dict[str, type[Pass]]:
-    """Import every pass module (each registers itself) and return the registry."""
-    from irc.passes import defs  # noqa: F401
-
-    return PASSES
+        return getattr(catalog, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

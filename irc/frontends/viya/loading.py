@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from irc.backends.viya import schema
-from irc.backends.viya.executor.kernels import expected_weight_shapes
+from irc.backends.viya.executor.shapes import expected_weight_shapes
 from irc.backends.viya.executor.reader import (JSON_FILE, TABLE_FILE, ViyaModelFiles,
                                                read_model_json, read_model_table, read_weights)
 from irc.errors import InvalidModel, UnsupportedOp

@@ -16,7 +16,8 @@ import math
 import numpy as np
 
 from irc.backends.viya import schema
-from irc.backends.viya.executor.kernels import LEAKY_SLOPE, infer_shapes, spatial_geometry
+from irc.backends.viya.executor.kernels import LEAKY_SLOPE, spatial_geometry
+from irc.backends.viya.executor.shapes import infer_shapes
 from irc.backends.viya.executor.reader import ViyaModelFiles
 from irc.errors import UnsupportedAttribute
 from irc.ir.graph import Graph, Provenance

@@ -8,7 +8,7 @@ viya-semantics.md); it never sees the compiler's in-memory structures.
     outputs = execute(model, x)                      # {terminal layer name: array}
     outputs = run_folder("out/", x, ExecutorOptions(pool_auto_pad="split_tf"))
 """
-from .kernels import expected_weight_shapes, infer_shapes
+from .shapes import expected_weight_shapes, infer_shapes
 from .options import ExecutorOptions
 from .reader import (ViyaLayer, ViyaModelFiles, load_viya_model, read_model_json,
                      read_model_table, read_weights)

@@ -21,7 +21,7 @@ from irc.errors import InvalidModel, UnsupportedAttribute
 from irc.problems import Problems
 
 from . import rnn
-from .kernels import expected_weight_shapes
+from .shapes import expected_weight_shapes
 from .options import ACTIVATIONS, ExecutorOptions
 
 

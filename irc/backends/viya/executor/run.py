@@ -7,7 +7,7 @@ from irc.backends.viya import schema
 from irc.errors import InvalidModel, IrcError, UnsupportedOp
 
 from . import kernels, rnn
-from .kernels import expected_weight_shapes, infer_shapes
+from .shapes import expected_weight_shapes, infer_shapes
 from .options import ExecutorOptions
 from .reader import ViyaModelFiles, load_viya_model
 
