@@ -170,3 +170,41 @@ def test_table_and_payloads_execute_identically(tmp_path):
     for name in from_json:
         np.testing.assert_array_equal(from_json[name], from_table[name])
     assert verify(source, out).ok
+
+
+# ---- the layer schema (irc/backends/viya/schema.py) against server tables and its readers
+
+@needs_tables
+def test_schema_table_labels_and_codes_are_the_servers():
+    """Every (layertype label, code) and (act label, code) pair a server wrote is the schema's."""
+    from irc.backends.viya import schema
+
+    seen_types, seen_acts = set(), set()
+    for path in TABLES.glob("*.csv"):
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                if not row["_DLNumVal_"].strip():
+                    continue
+                pair = (row["_DLChrVal_"], int(float(row["_DLNumVal_"])))
+                if row["_DLKey1_"] == "layertype":
+                    seen_types.add(pair)
+                elif row["_DLKey1_"].endswith(".act"):
+                    seen_acts.add(pair)
+    assert seen_types and seen_acts
+    for label, code in seen_types:
+        kind = schema.KINDS[schema.by_code(code)]
+        assert kind.table.label == label, (label, code)
+    for label, code in seen_acts:
+        assert schema.ACTIVATIONS[schema.act_by_code(code)].label == label, (label, code)
+
+
+def test_payloads_refuse_an_option_the_schema_does_not_list():
+    from irc.backends.viya.model import ViyaLayer, ViyaModel
+
+    good = ViyaLayer("fc1", "fc", {"n": 3, "act": "relu", "includebias": True})
+    assert ViyaModel("m", [good]).payloads()["addLayer"][0]["layer"]["n"] == 3
+    typo = ViyaLayer("fc1", "fc", {"n": 3, "act": "relu", "include_bias": True})
+    with pytest.raises(AssertionError, match="include_bias"):
+        ViyaModel("m", [typo]).payloads()
+    with pytest.raises(AssertionError, match="transconvo"):
+        ViyaModel("m", [ViyaLayer("t", "transconvo", {})]).payloads()
