@@ -93,7 +93,8 @@ def make_inputs(payloads: dict, seed: int, batch: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     feeds = {}
     for name, info in payloads["input"]["sources"].items():
-        shape = (batch, *info["shape"])
+        shape = list(info["shape"])
+        shape.insert(info.get("batch_axis", 0), batch)  # 1: a time-major sequence (T, N, d)
         check_tensor_bytes(shape, np.float32, f"verification input {name!r}")
         feeds[name] = rng.standard_normal(shape).astype(np.float32)
     return feeds
@@ -106,12 +107,24 @@ def viya_input(payloads: dict, source_input: np.ndarray) -> np.ndarray:
     """
     layer = next(c["layer"] for c in payloads["addLayer"] if c["layer"]["type"] == "input")
     c = layer["nchannels"]
+    source_input = batch_first(payloads, source_input)
     y = source_input.reshape(source_input.shape[0], c, layer["height"], layer["width"])
     if payloads["input"].get("source_channel_order") == "rgb":
         y = y[:, ::-1]  # the source reads R,G,B; Viya's image holds B,G,R
     stds = np.asarray(layer.get("normstds", [1.0] * c), np.float64).reshape(1, c, 1, 1)
     offsets = np.asarray(layer["offsets"], np.float64).reshape(1, c, 1, 1)
     return ((y * stds + offsets) / layer["scale"]).astype(np.float32)
+
+
+def _batch_axis(payloads: dict) -> int:
+    """The axis the source's single input holds the batch on (1: time-major (T, N, d))."""
+    sources = payloads["input"]["sources"]
+    return next(iter(sources.values())).get("batch_axis", 0) if len(sources) == 1 else 0
+
+
+def batch_first(payloads: dict, source_input: np.ndarray) -> np.ndarray:
+    """The source input with its examples on axis 0, as Viya reads them."""
+    return np.moveaxis(source_input, _batch_axis(payloads), 0)
 
 
 def measure(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: float) -> Agreement:
@@ -141,7 +154,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: flo
 _RUNTIMES = {"onnx": "onnxruntime", "keras": "Keras", "caffe": "OpenCV"}
 
 
-def declared_batch(src) -> int | None:
+def declared_batch(src, batch_axis: int = 0) -> int | None:
     """The batch size an ONNX source fixes on its inputs (None: free, or not an ONNX source).
 
     Only the source holds it: model.json records the per-example input shape.
@@ -153,8 +166,8 @@ def declared_batch(src) -> int | None:
     header = src.model if isinstance(src.model, onnx.ModelProto) else \
         onnx.load(str(src.model), load_external_data=False)
     initializers = {t.name for t in header.graph.initializer}
-    sizes = {i.type.tensor_type.shape.dim[0].dim_value for i in header.graph.input
-             if i.name not in initializers and i.type.tensor_type.shape.dim}
+    sizes = {i.type.tensor_type.shape.dim[batch_axis].dim_value for i in header.graph.input
+             if i.name not in initializers and len(i.type.tensor_type.shape.dim) > batch_axis}
     fixed = sizes - {0}
     return max(fixed) if fixed else None
 
@@ -166,11 +179,17 @@ def _example_count(fixed: int | None, batch: int) -> int:
     return fixed * max(1, -(-batch // fixed))
 
 
-def _run_onnx(src, feeds: dict[str, np.ndarray], fixed: int | None) -> dict[str, np.ndarray]:
-    """onnxruntime's outputs for ``feeds``, in runs of the declared batch when it is fixed."""
+def _run_onnx(src, feeds: dict[str, np.ndarray], fixed: int | None,
+              axes=(0, {})) -> dict[str, np.ndarray]:
+    """onnxruntime's outputs for ``feeds``, in runs of the declared batch when it is fixed.
+
+    ``axes``: the batch axis of the inputs, and of each output where it is not 0."""
     from irc.ir.onnx_export import run_onnxruntime
 
     model = src.model if not isinstance(src.model, Path) else str(src.model)
+    in_axis, out_axes = axes
+    if in_axis:  # examples on axis 0 for the slicing below, the source's layout for each run
+        feeds = {k: np.moveaxis(v, in_axis, 0) for k, v in feeds.items()}
     n = next(iter(feeds.values())).shape[0]
     if fixed and n % fixed:
         raise IrcIOError(f"the inputs hold {n} example(s) but the source model declares a fixed "
@@ -178,8 +197,8 @@ def _run_onnx(src, feeds: dict[str, np.ndarray], fixed: int | None) -> dict[str,
                          hint=f"give a multiple of {fixed} examples per input")
     step = fixed or n
     try:
-        runs = [run_onnxruntime(model, {k: v[i:i + step] for k, v in feeds.items()})
-                for i in range(0, n, step)]
+        runs = [run_onnxruntime(model, {k: np.moveaxis(v[i:i + step], 0, in_axis)
+                                        for k, v in feeds.items()}) for i in range(0, n, step)]
     except Exception as exc:  # onnxruntime raises its own exception types
         text = str(exc).strip().splitlines()[0][:400] if str(exc).strip() else type(exc).__name__
         shapes = ", ".join(f"{k} {list(v[:step].shape)}" for k, v in feeds.items())
@@ -187,7 +206,7 @@ def _run_onnx(src, feeds: dict[str, np.ndarray], fixed: int | None) -> dict[str,
                            file=src.label, hint="irc made these inputs from the model's declared "
                            "input shapes; if onnxruntime cannot run the model itself, fix or "
                            "re-export it (irc's output was not written)") from None
-    return {k: np.concatenate([r[k] for r in runs]) for k in runs[0]}
+    return {k: np.concatenate([r[k] for r in runs], axis=out_axes.get(k, 0)) for k in runs[0]}
 
 
 def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: float = 1e-4,
@@ -210,7 +229,7 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
         raise VerificationFailed("the output folder has no weights file (a structure-only "
                                  "conversion) so there is nothing to run", file=str(outdir))
     src = open_source(source, weights, **frontend_options)
-    fixed = declared_batch(src)
+    fixed = declared_batch(src, _batch_axis(payloads))
     feeds = inputs if inputs is not None else make_inputs(payloads, seed,
                                                           _example_count(fixed, batch))
     missing = set(payloads["input"]["sources"]) - set(feeds)
@@ -219,10 +238,13 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
                          hint="the .npz file needs one array per source model input")
     model = load_viya_model(outdir)
     # Both runtimes hold every activation: refuse before allocating what memory cannot hold.
-    check_activation_budget(infer_shapes(model), next(iter(feeds.values())).shape[0],
-                            file=str(outdir))
+    out_axes = payloads["input"].get("output_batch_axes", {})  # outputs the source gives
+    check_activation_budget(infer_shapes(model), batch_first(payloads, next(iter(
+        feeds.values()))).shape[0], file=str(outdir))
     report(f"verifying: running the source model ({_RUNTIMES.get(src.kind, src.kind)})")
-    reference = _run_onnx(src, feeds, fixed) if src.kind == "onnx" else run_source(src, feeds)
+    reference = _run_onnx(src, feeds, fixed, (_batch_axis(payloads), out_axes)) \
+        if src.kind == "onnx" else run_source(src, feeds)
+    reference = {k: np.moveaxis(v, out_axes.get(k, 0), 0) for k, v in reference.items()}
     (source_input,) = feeds.values()
     report("verifying: running the written files with the reference executor")
     viya_outputs = execute(model, viya_input(payloads, source_input), options=options,
@@ -240,7 +262,8 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
                                             a.max_rel, a.ok, a.scaled, a.margin))
     notes = [f"the source declares a fixed batch of {fixed}: run in batches of {fixed}"] \
         if fixed and fixed > 1 else []
-    return VerifyResult(comparisons, rtol, atol, source_input.shape[0], notes)
+    return VerifyResult(comparisons, rtol, atol, batch_first(payloads, source_input).shape[0],
+                        notes)
 
 
 def load_inputs(path) -> dict[str, np.ndarray]:

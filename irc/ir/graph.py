@@ -80,6 +80,9 @@ class Graph:
         self.version = 0  # bumped by every structural change (the pass manager reads it)
         self.inputs: list[str] = []
         self.outputs: list[str] = []
+        # graph input/output -> the axis the source model holds the batch on, where it is not 0
+        # (a time-major sequence: 1); the IR itself keeps the batch on axis 0
+        self.source_batch_axes: dict[str, int] = {}
         self._nx = nx.MultiDiGraph()
         self._counter = itertools.count()
 

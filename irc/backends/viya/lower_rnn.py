@@ -40,6 +40,11 @@ NOTES = {
            "(3n) (open point gru_reset_after=infer)",
     "input": "sequence input: nchannels 1, height 1, width T·d, values time-major (t·d + j), "
              "as DLPy's Keras importer",
+    "time_major": "the source model takes its sequences time-major, (T, N, d) with the batch on "
+                  "axis 1 (PyTorch's batch_first=False); the Viya model reads one sequence per "
+                  "example: example j is the source's x[:, j, :] as width T·d (model.json "
+                  "input.sources.<name>.batch_axis; input.output_batch_axes for outputs the "
+                  "source gives time-major, which Viya gives batch-first)",
 }
 
 
@@ -84,8 +89,12 @@ def lower_sequence_input(low, value: str, shape) -> None:
     low.layer_of[value] = layer.name
     low.model.layers.append(layer)
     low.model.inputs[value] = layer.name
-    low.model.input_info.setdefault("sources", {})[value] = {"layer": layer.name,
-                                                             "shape": [steps, features]}
+    source = {"layer": layer.name, "shape": [steps, features]}
+    batch_axis = low.graph.source_batch_axes.get(value, 0)
+    if batch_axis:  # the source holds (T, N, d): verification feeds it in that layout
+        source["batch_axis"] = batch_axis
+        _note(low, "time_major")
+    low.model.input_info.setdefault("sources", {})[value] = source
     low.model.input_info["sequence"] = {"steps": steps, "features": features,
                                         "order": "time-major: value t*d + j"}
     low.rnn_seq[value] = Seq([layer.name], steps, features)
@@ -321,6 +330,10 @@ def finish(low, graph) -> None:
     """Output layers for sequence graph outputs (per time step, no weights)."""
     _state(low)
     for out in graph.outputs:
+        if graph.source_batch_axes.get(out):
+            low.model.input_info.setdefault("output_batch_axes", {})[out] = \
+                graph.source_batch_axes[out]
+            _note(low, "time_major")
         seq = low.rnn_seq.get(out)
         if seq is None or out in low.model.outputs or out in graph.inputs:
             continue

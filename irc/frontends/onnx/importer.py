@@ -292,6 +292,9 @@ def import_onnx(source, input_shapes=None, label: str | None = None,
     label = label or (str(source) if not isinstance(source, onnx.ModelProto) else "<ModelProto>")
     model, base_dir = loader.load_model(source, label, map_weights=True)
     model = upgrade_old_opset(model, label, notes)
-    model = batch_first_recurrent(model, input_shapes, label)  # time-major RNN ops (issue 6)
+    # time-major RNN ops (issue 6); a time-major graph input or output becomes batch-first
+    model, input_shapes, source_batch_axes = batch_first_recurrent(model, input_shapes, label)
     model = height_one_layers(model, input_shapes, label)  # 1-D layers (issue 16)
-    return OnnxImporter(model, label, base_dir, input_shapes).run()
+    graph = OnnxImporter(model, label, base_dir, input_shapes).run()
+    graph.source_batch_axes = source_batch_axes
+    return graph

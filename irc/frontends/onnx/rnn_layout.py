@@ -15,11 +15,21 @@ rewrite, on the ModelProto before the importer sees it:
 - gives a time-major value read by the next time-major recurrent op (a stacked model) to that
   op batch-first as well.
 
-Anything else (a time-major graph input, a rearrangement Viya cannot express) raises one error
-naming the op. Models without time-major recurrent ops are returned untouched; others are
-copied (recurrent models are small).
+A time-major graph input read by a recurrent op, PyTorch's default (``batch_first=False``), is
+declared batch-first (N, T, d) in the copy, the op's other readers (shape computations) reading
+it transposed back; a graph output reached time-major (its batch on axis 1, or 2 for Y itself)
+is made batch-first likewise. Both are recorded in :attr:`BatchFirst.source_batch_axes`: the
+source model holds its batch on that axis, the Viya model reads one sequence per example, and
+model.json says so (lowering), so that verification feeds the source its own layout. An initial
+state that is zeros expanded to the batch (the TorchScript exporter's form) counts as zeros.
+
+Anything else (a rearrangement Viya cannot express) raises one error naming the op. Models
+without time-major recurrent ops are returned untouched; others are copied (recurrent models are
+small).
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import onnx
@@ -29,7 +39,8 @@ from irc.errors import UnsupportedAttribute
 from irc.frontends.onnx import loader
 
 RECURRENT = ("RNN", "LSTM", "GRU")
-LAYOUT_OPS = ("Transpose", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Identity", "Dropout")
+LAYOUT_OPS = ("Transpose", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Identity", "Dropout",
+              "Gather")
 
 
 def _attrs(node) -> dict:
@@ -52,9 +63,16 @@ class _Rewrite:
             if node.op_type == "Constant" and "value" in _attrs(node):
                 self.consts[node.output[0]] = _attrs(node)["value"]
         self.opset = loader.check_opset(model, label)
+        self.probe = 0  # the batch size labelling the op being rewritten (see rewrite)
         self.removed: set[int] = set()  # ids of nodes to drop
         self.added: dict[int, list] = {}  # id(node) -> nodes to insert before it
         self.batch_first: dict[str, str] = {}  # time-major value -> batch-first value
+        self.batch_axes: dict[str, int] = {}  # graph output -> the source's batch axis (not 0)
+        inits = set(self.consts)
+        fixed = {int(i.type.tensor_type.shape.dim[0].dim_value) for i in self.g.input
+                 if i.name not in inits and i.type.tensor_type.shape.dim}
+        # the batch an exporter baked into Reshape targets (PyTorch exports at a fixed batch)
+        self.declared_batch = fixed.pop() if len(fixed) == 1 and 0 not in fixed else None
 
     # ---- helpers ---------------------------------------------------------------------------
     def fail(self, node, message: str):
@@ -115,8 +133,38 @@ class _Rewrite:
             try:
                 return arr.reshape(dims)
             except ValueError:
+                return self._baked_batch_reshape(arr, dims)
+        if op == "Gather":  # a constant scalar index: x[-1] of PyTorch's h_n, a unit axis
+            index = self.const(node.input[1])
+            if index is None or index.ndim != 0:
                 return None
+            axis = int(a.get("axis", 0)) % arr.ndim
+            if not -arr.shape[axis] <= int(index) < arr.shape[axis]:
+                return None
+            return np.take(arr, int(index), axis=axis)
         return None
+
+    def _baked_batch_reshape(self, arr, dims):
+        """``arr`` reshaped to ``dims`` where the exporter wrote the model's fixed batch size as
+        a number: the one entry equal to it that, set to the probe batch, moves no element
+        across examples (None: no such entry, or more than one)."""
+        batch = self.probe
+        if self.declared_batch is None or list(arr.shape).count(batch) != 1:
+            return None
+        per_example = np.moveaxis(arr, arr.shape.index(batch), 0).reshape(batch, -1)
+        found = []
+        for i, d in enumerate(dims):
+            if d != self.declared_batch:
+                continue
+            trial = list(dims)
+            trial[i] = batch
+            try:
+                out = arr.reshape(trial)
+            except ValueError:
+                continue
+            if np.array_equal(np.moveaxis(out, i, 0).reshape(batch, -1), per_example):
+                found.append(out)
+        return found[0] if len(found) == 1 else None
 
     # ---- the rewrite ----------------------------------------------------------------------
     def run(self) -> None:
@@ -124,7 +172,42 @@ class _Rewrite:
             if _time_major(node):
                 self.rewrite(node)
 
+    def is_zeros(self, name: str) -> bool:
+        """Constant zeros, or zeros expanded to a computed shape (the TorchScript exporter's
+        initial state: zeros of (dirs, N, n) with N read from the input's shape)."""
+        value = self.const(name)
+        if value is not None:
+            return not np.any(value)
+        producer = self.producer(name)
+        if producer is None:
+            return False
+        if producer.op_type == "Expand":
+            source = self.const(producer.input[0])
+            return source is not None and not np.any(source)
+        if producer.op_type == "ConstantOfShape":
+            fill = _attrs(producer).get("value")
+            return fill is None or not np.any(numpy_helper.to_array(fill))
+        return False
+
+    def prune(self, value: str) -> None:
+        """Drop the nodes that computed only ``value`` (no longer read), back to the inputs."""
+        producer = self.producer(value)
+        if producer is None or id(producer) in self.removed \
+                or value in [o.name for o in self.g.output]:
+            return
+        if any(o and self.consumers(o) for o in producer.output):
+            return
+        self.removed.add(id(producer))
+        for name in producer.input:
+            if name and name not in self.consts:
+                self.prune(name)
+
     def rewrite(self, node) -> None:
+        for slot in range(5, len(node.input)):  # initial_h, initial_c, P: zeros are the default
+            name = node.input[slot]
+            if name and self.is_zeros(name):
+                node.input[slot] = ""
+                self.prune(name)
         x = node.input[0]
         if x in self.batch_first:
             new_x = self.batch_first[x]
@@ -139,10 +222,6 @@ class _Rewrite:
             if len(self.consumers(x)) == 1 and x not in [o.name for o in self.g.output]:
                 self.removed.add(id(producer))
         node.input[0] = new_x
-        for slot in range(5, len(node.input)):  # initial_h, initial_c, P: zeros are the default
-            value = self.const(node.input[slot]) if node.input[slot] else None
-            if value is not None and not np.any(value):
-                node.input[slot] = ""
         for a in list(node.attribute):
             if a.name == "layout":
                 node.attribute.remove(a)
@@ -155,6 +234,7 @@ class _Rewrite:
                             "must be known statically")
         steps, dirs, hidden = seq_type.shape[0], int(w.dims[0]), int(r.dims[-1])
         batch = max(steps, dirs, hidden, 2) * 2 + 1  # a probe batch size no other dim equals
+        self.probe = batch
         for slot, out in enumerate(node.output):
             if not out:
                 continue
@@ -188,12 +268,16 @@ class _Rewrite:
                 self.define(rnn, alias, bf_name, (0, steps, flat.shape[2]))
                 self.batch_first[value] = alias
             else:
-                if labels.ndim < 2 or labels.shape[0] != batch or not np.array_equal(
-                        labels.reshape(batch, -1), bf_labels.reshape(batch, -1)):
+                axis = _batch_axis(labels, bf_labels)
+                if axis is None or (axis and readers):
                     who = readers[0].op_type if readers else "the graph output"
                     self.fail(rnn, f"{who} reads {value!r}, a rearrangement of the recurrent "
                                    "output that is not batch-first in the output's own order")
-                self.define(rnn, value, bf_name, (0,) + labels.shape[1:])
+                if axis:  # a time-major graph output: batch-first here, the axis recorded
+                    self.batch_axes[value] = axis
+                    declared = next(o for o in self.g.output if o.name == value)
+                    declared.type.tensor_type.ClearField("shape")
+                self.define(rnn, value, bf_name, (0,) + tuple(np.delete(labels.shape, axis)))
         for c in layout:
             self.removed.add(id(c))
             self.follow(rnn, c.output[0], self._apply(c, labels), bf_labels, bf_name, steps)
@@ -218,13 +302,81 @@ class _Rewrite:
         self.g.node.extend(nodes)
 
 
-def batch_first_recurrent(model: onnx.ModelProto, input_shapes, label: str) -> onnx.ModelProto:
+def _batch_axis(labels, bf_labels) -> int | None:
+    """The axis of ``labels`` holding the batch, if moving it first gives the batch-first
+    output in its own order (None: no such axis)."""
+    batch = bf_labels.shape[0]
+    if labels.ndim < 2 or batch not in labels.shape:
+        return None
+    axis = labels.shape.index(batch)  # axis 0 when it is there: the batch-first case
+    if axis and list(labels.shape).count(batch) != 1:
+        return None
+    moved = np.moveaxis(labels, axis, 0).reshape(batch, -1)
+    return axis if np.array_equal(moved, bf_labels.reshape(batch, -1)) else None
+
+
+class BatchFirst(NamedTuple):
+    """The rewritten model, the input shapes to import it with, and the graph inputs and
+    outputs the SOURCE model holds time-major: name -> its batch axis (1; 2 for an RNN's Y)."""
+
+    model: onnx.ModelProto
+    input_shapes: object
+    source_batch_axes: dict
+
+
+def _time_major_inputs(model: onnx.ModelProto, input_shapes, label: str):
+    """Graph inputs read as X by a time-major op declared batch-first (N, T, d); each other
+    reader gets the time-major tensor back through a Transpose. The adjusted input shapes."""
+    g = model.graph
+    inits = {t.name for t in g.initializer}
+    inputs = {i.name: i for i in g.input if i.name not in inits}
+    names = sorted({n.input[0] for n in g.node if _time_major(n) and n.input[0] in inputs})
+    if names and input_shapes is not None and not isinstance(input_shapes, dict):
+        input_shapes = {next(iter(inputs)): input_shapes} if len(inputs) == 1 else input_shapes
+    taken = {o for n in g.node for o in n.output} | set(inputs) | inits
+    transposes = []
+    for name in names:
+        dims = inputs[name].type.tensor_type.shape.dim
+        if len(dims) != 3:
+            raise UnsupportedAttribute(f"input {name!r} feeds a time-major recurrent op and has "
+                                       f"rank {len(dims)}; X is (T, N, features)", file=label)
+        first, second = onnx.TensorShapeProto.Dimension(), onnx.TensorShapeProto.Dimension()
+        first.CopyFrom(dims[0])
+        second.CopyFrom(dims[1])
+        dims[0].CopyFrom(second)
+        dims[1].CopyFrom(first)
+        if isinstance(input_shapes, dict) and name in input_shapes:
+            t, n, *rest = input_shapes[name]
+            input_shapes = {**input_shapes, name: (n, t, *rest)}
+        elif not all(d.dim_value > 0 for d in (dims[1], dims[2])):  # T (swapped) and d
+            reader = next(n for n in g.node if _time_major(n) and n.input[0] == name)
+            raise UnsupportedAttribute(
+                f"{reader.op_type} {reader.name or reader.output[0]!r} reads input {name!r} "
+                "time-major as X (T, N, features) (layout 0), and its steps T or features are "
+                "not fixed; Viya's input layer holds a fixed T·features values per sequence",
+                file=label, hint=f"give --input-shape {name}:T,N,features (the source's own "
+                                 "time-major layout)")
+        time_major, k = f"{name}__time_major", 1
+        while time_major in taken:
+            k += 1
+            time_major = f"{name}__time_major_{k}"
+        for node in g.node:
+            node.input[:] = [time_major if i == name else i for i in node.input]
+        transposes.append(helper.make_node("Transpose", [name], [time_major], perm=[1, 0, 2],
+                                           name=time_major))
+    for node in reversed(transposes):
+        g.node.insert(0, node)
+    return input_shapes, {name: 1 for name in names}
+
+
+def batch_first_recurrent(model: onnx.ModelProto, input_shapes, label: str) -> BatchFirst:
     """``model`` with every time-major RNN/LSTM/GRU made batch-first (see the module doc)."""
     if not any(_time_major(n) for n in model.graph.node):
-        return model
+        return BatchFirst(model, input_shapes, {})
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
+    input_shapes, axes = _time_major_inputs(copy, input_shapes, label)
     rewrite = _Rewrite(copy, input_shapes, label)
     rewrite.run()
     rewrite.finish()
-    return copy
+    return BatchFirst(copy, input_shapes, {**axes, **rewrite.batch_axes})
