@@ -77,7 +77,7 @@ def cmd_verify(args) -> int:
 
 def cmd_passes(args) -> int:
     from irc.passes.pipeline import DEFAULT_PIPELINE
-    from irc.passes.registry import load_all
+    from irc.passes.catalog import load_all
 
     registry = load_all()
     print("default pipeline, in order:")

@@ -10,7 +10,8 @@ from typing import Iterable
 
 from irc.errors import GraphInvalid
 from irc.ir.graph import Graph
-from irc.passes.registry import PassContext, check_order, get_pass
+from irc.passes.catalog import check_order, get_pass
+from irc.passes.registry import PassContext
 
 
 class Instrument:

@@ -51,16 +51,3 @@ def register_pass(cls: type[Pass]) -> type[Pass]:
     PASSES[cls.name] = cls
     return cls
 
-
-# Moved to irc.passes.catalog, which imports every pass module: this module is what those
-# modules import, so it must not import them back. The names below still answer for callers
-# not yet moved (irc/passes/manager.py, irc/cli/commands.py, tests/passes); remove them then.
-_MOVED = ("get_pass", "check_order", "load_all")
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        from irc.passes import catalog
-
-        return getattr(catalog, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

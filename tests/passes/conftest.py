@@ -7,7 +7,8 @@ import pytest
 from irc.frontends.onnx import import_onnx
 from irc.ir.onnx_export import run_onnxruntime, to_onnx
 from irc.ir.tensors import BATCH
-from irc.passes.registry import PassContext, get_pass
+from irc.passes.catalog import get_pass
+from irc.passes.registry import PassContext
 
 
 def random_feeds(graph, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:

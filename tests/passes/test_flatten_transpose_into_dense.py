@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from irc.ir.tensors import BATCH
-from irc.passes.registry import PassContext, get_pass
+from irc.passes.catalog import get_pass
+from irc.passes.registry import PassContext
 from irc.utils.onnx_builder import OnnxBuilder
 from tests.passes.conftest import assert_close, assert_pass_preserves, build, random_feeds, refusals
 

@@ -5,7 +5,8 @@ import numpy as np
 
 from irc.ir.graph import Graph
 from irc.ir.tensors import BATCH, TensorType
-from irc.passes.registry import PassContext, get_pass
+from irc.passes.catalog import get_pass
+from irc.passes.registry import PassContext
 from tests.passes.conftest import assert_pass_preserves, refusals
 
 

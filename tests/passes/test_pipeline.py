@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from irc.passes.catalog import load_all
 from irc.passes.manager import PassManager
 from irc.passes.pipeline import DEFAULT_PIPELINE
-from irc.passes.registry import load_all
 from irc.utils.onnx_builder import OnnxBuilder
 from tests.passes.conftest import assert_close, build, random_feeds
 

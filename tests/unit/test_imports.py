@@ -18,10 +18,6 @@ ROOT = Path(__file__).resolve().parents[2] / "irc"
 
 # Edges allowed to close a circle, each with why. Remove an entry once its circle is gone.
 ALLOWED = {
-    # Transitional: get_pass/check_order/load_all moved to irc.passes.catalog (which imports
-    # the pass modules); registry.py answers for them lazily until irc/passes/manager.py,
-    # irc/cli/commands.py and tests/passes import them from the catalog.
-    ("irc.passes.registry", "irc.passes.catalog"),
     # Transitional: recurrent_emit reads convert's input_name/output_names inside a function;
     # they belong in a module of their own that both import.
     ("irc.frontends.keras.recurrent_emit", "irc.frontends.keras.convert"),
