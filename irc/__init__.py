@@ -1,5 +1,5 @@
 """irc: compile Keras, Caffe and ONNX models into SAS Viya deep-learning models."""
-__version__ = "0.1.0"
+from irc.version import __version__  # noqa: F401  (one home: irc/version.py)
 
 
 def compile(source, **kwargs):  # noqa: A001 - mirrors the CLI verb
