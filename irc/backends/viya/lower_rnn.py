@@ -224,7 +224,11 @@ def _reshape(low, node) -> None:
     x, out = node.inputs[0], node.outputs[0]
     seq = low.rnn_seq[x]
     shape = low.graph.value(out).type.shape
-    if shape != (BATCH, seq.steps, seq.width):
+    # a graph output only is compared value by value, so any (N, T, ...) shape holding each
+    # step's values in order will do: Y's own (N, T, dirs, n), unit axes at T = 1
+    as_output = _only_output(low.graph, out) and shape[:2] == (BATCH, seq.steps) \
+        and int(np.prod(shape[2:])) == seq.width
+    if shape != (BATCH, seq.steps, seq.width) and not as_output:
         low.problem(node, f"{node.op_type} of a per-time-step sequence to {shape[1:]}: Viya "
                           f"keeps it as {seq.steps} steps of {seq.width} values (fc and output "
                           "layers after a same-length recurrent layer work per time step)")
@@ -239,11 +243,17 @@ def _state_vector(low, node) -> None:
     """Y_h (N, dirs, n) -> (N, dirs·n): already what the encoding layer(s) give, a vector."""
     x, out = node.inputs[0], node.outputs[0]
     width = low.graph.value(x).type.numel_per_example()
-    if low.graph.value(out).type.shape != (BATCH, width):
+    out_type = low.graph.value(out).type
+    as_output = _only_output(low.graph, out) and out_type.numel_per_example() == width
+    if out_type.shape != (BATCH, width) and not as_output:  # e.g. Y_h's own (N, dirs, n)
         low.problem(node, f"the final recurrent state is reshaped to "
                           f"{low.graph.value(out).type.shape[1:]}; Viya gives it as a vector")
         return
     low.alias(out, x)
+
+
+def _only_output(graph, value) -> bool:
+    return value in graph.outputs and graph.use_count(value) == graph.outputs.count(value)
 
 
 def _sole(graph, value, op_types):
