@@ -199,3 +199,17 @@ def test_exported_onnx_file_matches_onnxruntime(tmp_path, cell):
         expected = module(example).numpy()
     got = run_onnxruntime(model, {"input": example.numpy()})["output"]
     np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_pytorch_batch_first_lstm_matches_pytorch(tmp_path, exporter):
+    """batch_first=True exports with the example's batch written into the Reshape target
+    (dynamo) and zeros expanded to the batch as initial states (TorchScript): both once
+    refused; the source's batch stays on axis 0."""
+    torch.manual_seed(0)
+    module = Tagger(lambda d, n: torch.nn.LSTM(d, n, batch_first=True)).eval()
+    example = torch.randn(2, 6, 4, generator=torch.Generator().manual_seed(1))  # (N, T, d)
+    result, payloads = compile_and_verify(module, tmp_path, example_inputs=(example,),
+                                          torch_exporter=exporter)
+    assert "batch_axis" not in payloads["input"]["sources"]["input"]
+    assert result.comparisons[0].shape == (6, 5)
