@@ -16,6 +16,7 @@ from irc.errors import UnsupportedAttribute, UnsupportedOp
 from irc.frontends.keras import layers as keras_layers
 from irc.frontends.keras import direct, recurrent, recurrent_emit
 from irc.frontends.keras.model_graph import all_layers, model_tensors
+from irc.frontends.keras.model_io import input_name, output_names
 from irc.frontends.keras.loading import KerasSource, load
 from irc.frontends.keras.onnx_cleanup import clean
 from irc.frontends.keras.runtime import native_stderr_silenced, tf_modules
@@ -23,26 +24,6 @@ from irc.ir.opset import OPSET
 from irc.progress import report
 
 ROUTES = ("auto", "direct", "tf2onnx")
-
-
-def output_names(model) -> list[str]:
-    """ONNX output names: the Keras output layer names, made unique, in model.outputs order."""
-    names, used = [], set()
-    for tensor in model_tensors(model, "outputs"):
-        base = tensor._keras_history[0].name or "output"
-        name, n = base, 1
-        while name in used:
-            n += 1
-            name = f"{base}_{n}"
-        used.add(name)
-        names.append(name)
-    return names
-
-
-def input_name(model) -> str:
-    (tensor,) = model_tensors(model, "inputs")[:1] or (None,)
-    name = tensor._keras_history[0].name if tensor is not None else ""
-    return name or "input"
 
 
 def _input_dims(model, input_shape, label: str) -> tuple[int, ...]:

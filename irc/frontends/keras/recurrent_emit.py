@@ -16,6 +16,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from irc.errors import UnsupportedAttribute
+from irc.frontends.keras.model_io import input_name, output_names
 from irc.frontends.keras.onnx_writer import OnnxWriter
 from irc.frontends.keras.recurrent import (SequenceModel, Spec, _act_name, inner_spec, scan,
                                            specs_from_model, standard_cell)
@@ -151,8 +152,6 @@ def to_onnx(src, input_shape=None) -> onnx.ModelProto:
         specs, shape, breaks = model.specs, model.input_shape, model.breaks
         in_name, out_name, graph_name = model.input_name, model.output_name, model.name
     else:
-        from irc.frontends.keras.convert import input_name, output_names
-
         specs, shape, breaks = specs_from_model(model, src.label)
         in_name, (out_name,), graph_name = input_name(model), output_names(model), model.name
     scan(specs, src.label, breaks)
