@@ -291,6 +291,9 @@ def import_onnx(source, input_shapes=None, label: str | None = None,
 
     label = label or (str(source) if not isinstance(source, onnx.ModelProto) else "<ModelProto>")
     model, base_dir = loader.load_model(source, label, map_weights=True)
+    # Names first: the rewrites below run onnx's checker and shape inference, which fail with
+    # a UnicodeDecodeError on a name that is not UTF-8 (fuzz onnx-0456).
+    loader.check_names(model, label)
     model = upgrade_old_opset(model, label, notes)
     # time-major RNN ops (issue 6); a time-major graph input or output becomes batch-first
     model, input_shapes, source_batch_axes = batch_first_recurrent(model, input_shapes, label)
