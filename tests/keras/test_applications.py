@@ -15,8 +15,6 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from irc.errors import UnsupportedAttribute
-from irc.frontends.keras import import_keras
 from tests.keras.conftest import ATOL, RTOL, compile_and_compare, nchw_input, set_random_weights, \
     types
 
@@ -70,12 +68,16 @@ def test_resnet50(keras, tmp_path):
     assert counts["convo"] == 53 and counts["residual"] == 16 and counts["output"] == 1
 
 
-def test_mobilenet_v2_relu6_refused_in_one_error(keras):
-    model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=5)
-    with pytest.raises(UnsupportedAttribute) as err:
-        import_keras(model)
-    text = str(err.value)
-    assert text.count("max_value=6.0: Viya has no clipped relu") == 35
+@pytest.mark.parametrize("name", ["MobileNet", "MobileNetV2"])
+def test_mobilenets(keras, tmp_path, name):
+    """ReLU6 everywhere (ReLU(max_value=6)): each becomes the conv's relu plus two batchnorm
+    layers (legalize_clip, exact up to 1 ulp of 6); depthwise convs become groupconvo."""
+    model = getattr(keras.applications, name)(weights=None, input_shape=(32, 32, 3), classes=5)
+    layers = compile_and_compare(calibrated(keras, model), tmp_path)
+    assert_depends_on_input(model)
+    counts = Counter(types(layers))
+    relu6 = 27 if name == "MobileNet" else 35
+    assert counts["batchnorm"] == 2 * relu6 and counts["groupconvo"] >= 13
 
 
 def test_vgg16(keras, tmp_path):
@@ -116,11 +118,24 @@ def test_inception_v3_and_xception(keras, tmp_path, name, size, monkeypatch):
     assert types(layers).count("output") == 1
 
 
-def test_resnet50_v2_max_pool_over_zero_padding_refused(keras):
-    """ResNet50V2 max-pools a zero-padded, not yet activated, map: Keras's padded zeros can
-    win the maximum where Viya's pool padding never does."""
-    from irc.errors import UnsupportedOp
-
+def test_resnet50_v2(keras, tmp_path):
+    """ResNet50V2 max-pools a zero-padded map that is not yet activated: Keras's padded zeros
+    can win the maximum where Viya's pool padding never does, so the padding becomes an
+    identity groupconvo with explicit zero padding before the pool (legalize_pad, exact)."""
     model = keras.applications.ResNet50V2(weights=None, input_shape=(64, 64, 3), classes=5)
-    with pytest.raises(UnsupportedOp, match="pool1_pad: ZeroPadding2D before a max pool"):
-        import_keras(model)
+    layers = compile_and_compare(calibrated(keras, model), tmp_path)
+    assert_depends_on_input(model)
+    pool1 = [la for la in layers if la["type"] == "pool" and la.get("pool") == "max"]
+    assert pool1 and types(layers).count("groupconvo") >= 1
+
+
+@pytest.mark.parametrize("name, size", [("NASNetMobile", 32), ("InceptionResNetV2", 75)])
+def test_nasnet_mobile_and_inception_resnet_v2(keras, tmp_path, name, size):
+    """NASNetMobile: Cropping2D after ZeroPadding2D (one-hot groupconvo), separable convs,
+    'same' average pools. InceptionResNetV2: CustomScaleLayer x + s*y, the scale folded into
+    the conv producing y."""
+    model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3),
+                                                classes=5)
+    layers = compile_and_compare(calibrated(keras, model), tmp_path)
+    assert_depends_on_input(model)
+    assert types(layers).count("output") == 1
