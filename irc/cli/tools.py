@@ -42,7 +42,7 @@ def cmd_inspect(args) -> int:
         lowered = to_onnx(src, _input_shapes(args.input_shape))
         model, _ = load_model(lowered.onnx, src.label)
         if args.format == "onnx":
-            from irc.frontends.onnx.side_file import save_with_weights
+            from irc.ir.side_file import save_with_weights
 
             save_with_weights(model, Path(args.output))
         else:

@@ -13,6 +13,7 @@ from irc.ir.graph import Graph
 from irc.ir.opset import OPSET
 from irc.ir.ops import ACTIVATION_OPS
 from irc.ir.rnn_export import export_recurrent, is_batch_first_recurrent
+from irc.ir.side_file import runnable
 from irc.ir.tensors import BATCH, TensorType, WeightHandle
 
 _ACT_TO_ONNX = {v: k for k, v in ACTIVATION_OPS.items()}
@@ -96,8 +97,6 @@ def run_onnxruntime(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray
     # onnxruntime's own graph rewrites would hide what the model says; run it as written.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if isinstance(model, onnx.ModelProto):
-        from irc.frontends.onnx.side_file import runnable
-
         model = runnable(model)  # a path where its weights live in a side file
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

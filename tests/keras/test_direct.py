@@ -152,7 +152,7 @@ def test_models_past_protobufs_2_gb_keep_large_weights_in_a_side_file(keras, tmp
     to 0 here, so a small model takes that path end to end."""
     import onnx
 
-    from irc.frontends.onnx import side_file
+    from irc.ir import side_file
     from irc.ir.onnx_export import run_onnxruntime
 
     monkeypatch.setattr(direct, "SIDE_FILE_BYTES", 0)

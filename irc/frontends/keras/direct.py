@@ -11,7 +11,7 @@ The route is taken when every layer (nested models included) has a handler with 
 :data:`~irc.frontends.keras.handlers.KERAS_LAYERS`; anything else (Lambda layers, Keras 3 ops applied to tensors, a layer
 irc has no direct handler for) goes through tf2onnx. Node names are the Keras layer names.
 Past SIDE_FILE_BYTES of weights, large ones are written to a side file as external data
-(:mod:`irc.frontends.onnx.side_file`): a ModelProto cannot pass 2 GB, tf2onnx's output neither.
+(:mod:`irc.ir.side_file`): a ModelProto cannot pass 2 GB, tf2onnx's output neither.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from irc.frontends.keras.handlers import KERAS_LAYERS
 from irc.frontends.keras.handlers.common import Value
 from irc.frontends.keras.model_graph import all_layers, is_container, model_tensors
 from irc.frontends.keras.onnx_writer import OnnxWriter
-from irc.frontends.onnx.side_file import MIN_TENSOR_BYTES, SideFile
 from irc.ir.opset import OPSET
+from irc.ir.side_file import MIN_TENSOR_BYTES, SideFile
 
 SIDE_FILE_BYTES = 1 << 30
 # Where Keras keeps layer classes; anything else in a model graph is an op applied to tensors.

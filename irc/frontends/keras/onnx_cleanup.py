@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 from irc.errors import UnsupportedOp
 from irc.frontends.keras import layout
 from irc.frontends.keras.layout import TO_NHWC
-from irc.frontends.onnx import side_file
+from irc.ir import side_file
 
 _BATCHES = (7, 11)  # probe batch sizes for shape arithmetic
 _KEEP_ELEMENTS = 4096  # initializers kept in the shape-inference skeleton

@@ -16,7 +16,8 @@ from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper, numpy_helper
 
 from irc.errors import InvalidModel, UnsupportedAttribute
-from irc.frontends.onnx import side_file, wire
+from irc.frontends.onnx import wire
+from irc.ir import side_file
 from irc.ir.tensors import TensorType, WeightStore
 
 # Initializers up to this size are kept in the shape-inference skeleton (shape constants).
