@@ -118,3 +118,20 @@ def insert_after(graph: Graph, value: str, build) -> str:
     graph.rename_value(value, inner)
     graph.rename_value(new, value)
     return inner
+
+
+def per_channel(c: np.ndarray, shape) -> tuple[np.ndarray | None, str]:
+    """Constant ``c`` as a (C,) vector when it broadcasts over a value of ``shape`` per channel
+    only, else None and why."""
+    rank, channels = len(shape), shape[1]
+    if c.ndim > rank:
+        return None, f"constant of shape {c.shape} has a higher rank than the value"
+    full = (1,) * (rank - c.ndim) + c.shape
+    if full[0] != 1:
+        return None, f"constant of shape {c.shape} varies along the batch axis"
+    if any(d != 1 for d in full[2:]):
+        return None, (f"constant of shape {c.shape} varies over the spatial axes (H/W), not per "
+                      "channel")
+    if full[1] not in (1, channels):
+        return None, f"constant of shape {c.shape} does not match {channels} channels"
+    return np.broadcast_to(np.asarray(c).reshape(-1), (channels,)), ""

@@ -39,6 +39,7 @@ class FuseActivation(Pass):
     """
 
     name = "fuse_activation"
+    requires = ("fold_batchnorm",)
 
     def run(self, graph, ctx):
         changed = False
@@ -106,6 +107,7 @@ class InsertActivationCarrier(Pass):
     """
 
     name = "insert_activation_carrier"
+    requires = ("fuse_activation", "move_activation_before_maxpool")
 
     def run(self, graph, ctx):
         changed = False

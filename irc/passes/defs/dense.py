@@ -96,6 +96,7 @@ class NormalizeGemm(Pass):
     """
 
     name = "normalize_gemm"
+    requires = ("matmul_to_gemm",)
 
     def run(self, graph, ctx):
         changed = False

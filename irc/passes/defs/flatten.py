@@ -111,6 +111,7 @@ class FlattenTransposeIntoDense(Pass):
     """
 
     name = "flatten_transpose_into_dense"
+    requires = ("normalize_gemm", "fold_batchnorm_into_next_dense")
 
     def run(self, graph, ctx):
         changed = False

@@ -10,33 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from irc.passes.defs._match import has_identity_act, single_use_producer
+from irc.passes.defs._match import (has_identity_act, per_channel, replace_with,
+                                    single_use_producer)
 from irc.passes.registry import Pass, register_pass
-
-
-def _take_name(graph, old_node, new_value) -> None:
-    """``new_value`` replaces ``old_node``'s output everywhere, under that output's name."""
-    out = old_node.outputs[0]
-    graph.replace_uses(out, new_value)
-    graph.remove_node(old_node)
-    graph.rename_value(new_value, out)
-
-
-def _per_channel(c: np.ndarray, shape) -> tuple[np.ndarray | None, str]:
-    """Constant ``c`` as a (C,) vector when it broadcasts over a value of ``shape`` per channel
-    only, else None and why."""
-    rank, channels = len(shape), shape[1]
-    if c.ndim > rank:
-        return None, f"constant of shape {c.shape} has a higher rank than the value"
-    full = (1,) * (rank - c.ndim) + c.shape
-    if full[0] != 1:
-        return None, f"constant of shape {c.shape} varies along the batch axis"
-    if any(d != 1 for d in full[2:]):
-        return None, (f"constant of shape {c.shape} varies over the spatial axes (H/W), not per "
-                      "channel")
-    if full[1] not in (1, channels):
-        return None, f"constant of shape {c.shape} does not match {channels} channels"
-    return np.broadcast_to(np.asarray(c).reshape(-1), (channels,)), ""
 
 
 @register_pass
@@ -72,7 +48,7 @@ class FoldMulAdd(Pass):
             if graph.value(node.outputs[0]).type.shape != x_type.shape:
                 ctx.refuse(node, "the constant broadcasts the value to a larger shape")
                 continue
-            vec, why = _per_channel(graph.const(c), x_type.shape)
+            vec, why = per_channel(graph.const(c), x_type.shape)
             if vec is None:
                 ctx.refuse(node, why)
                 continue
@@ -90,7 +66,7 @@ class FoldMulAdd(Pass):
                 graph.set_input(bn, 2, graph.add_const(f"{bn.inputs[2]}_{node.op_type.lower()}",
                                                        bias.astype(dtype)).name)
                 bn.provenance = bn.provenance.merged(node.provenance, self.name)
-                _take_name(graph, node, bn.outputs[0])
+                replace_with(graph, node, bn.outputs[0])
                 changed = True
                 continue
             channels = x_type.shape[1]
@@ -104,7 +80,7 @@ class FoldMulAdd(Pass):
                                    graph.value(node.outputs[0]).type)],
                                  {"epsilon": 0.0}, name=f"{node.name}_bn",
                                  provenance=node.provenance.merged(node.provenance, self.name))
-            _take_name(graph, node, new.outputs[0])
+            replace_with(graph, node, new.outputs[0])
             changed = True
         return changed
 
@@ -143,6 +119,7 @@ class FoldBatchNorm(Pass):
     """
 
     name = "fold_batchnorm"
+    requires = ("normalize_gemm", "fold_mul_add")
 
     def run(self, graph, ctx):
         changed = False
@@ -174,6 +151,6 @@ class FoldBatchNorm(Pass):
                 if key in bn.attrs:
                     layer.attrs[key] = bn.attrs[key]
             layer.provenance = layer.provenance.merged(bn.provenance, self.name)
-            _take_name(graph, bn, layer.outputs[0])
+            replace_with(graph, bn, layer.outputs[0])
             changed = True
         return changed

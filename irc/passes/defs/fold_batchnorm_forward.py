@@ -26,6 +26,7 @@ class FoldBatchNormIntoNextDense(Pass):
     """
 
     name = "fold_batchnorm_into_next_dense"
+    requires = ("fold_batchnorm",)
 
     def run(self, graph, ctx):
         changed = False

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from irc.passes.defs._match import non_negative
 from irc.passes.registry import Pass, register_pass
 
-# Activations whose output is never negative: zero padding then equals -inf padding for max.
-_NON_NEGATIVE_ACTS = ("relu", "sigmoid", "softplus")
-_NON_NEGATIVE_OPS = ("Relu", "Sigmoid", "Softplus")
 
 
 def _spatial_pads(graph, node) -> tuple[list[int] | None, str]:
@@ -37,14 +35,6 @@ def _spatial_pads(graph, node) -> tuple[list[int] | None, str]:
     return [pads[2], pads[3], pads[6], pads[7]], ""
 
 
-def _non_negative(graph, value) -> bool:
-    producer = graph.producer(value)
-    if producer is None:
-        return False
-    return producer.op_type in _NON_NEGATIVE_OPS or \
-        producer.attrs.get("activation", "identity") in _NON_NEGATIVE_ACTS
-
-
 def _reader_problem(graph, pad, reader, extra) -> str:
     """Why ``reader`` cannot take the Pad's ``extra`` padding ("" when it can)."""
     out = pad.outputs[0]
@@ -64,7 +54,7 @@ def _reader_problem(graph, pad, reader, extra) -> str:
             return (f"{reader.name} has count_include_pad=0: folded zeros would leave the "
                     "divisor, changing the average")
         return ""
-    if not _non_negative(graph, pad.inputs[0]):
+    if not non_negative(graph, pad.inputs[0]):
         return (f"{reader.name} is a max pool and the padded value may be negative: a zero pad "
                 "is not an ignored (-inf) pad")
     kernel = list(reader.attrs.get("kernel_shape"))

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from irc.passes.defs._match import add_batchnorm, add_unary, replace_with
-from irc.passes.defs.fold_batchnorm import _per_channel
+from irc.passes.defs._match import add_batchnorm, add_unary, per_channel, replace_with
 from irc.passes.registry import Pass, register_pass
 
 VIYA_LEAKY_SLOPE = np.float32(0.1)  # viya-semantics §3: LEAKY has a fixed slope 0.1
@@ -24,7 +23,7 @@ def _slope(graph, node) -> tuple[np.ndarray | float | None, str]:
     slope = np.asarray(graph.const(node.inputs[1]))
     if slope.size == 1:
         return float(slope.reshape(-1)[0]), ""
-    vec, why = _per_channel(slope, shape)
+    vec, why = per_channel(slope, shape)
     return (None, f"slope: {why}") if vec is None else (np.asarray(vec, np.float64), "")
 
 
