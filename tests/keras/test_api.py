@@ -59,8 +59,9 @@ def two_output_model(keras):
 
 
 def test_onnx_is_clean_nchw_and_named_after_keras(two_output_model):
-    from irc.frontends.onnx import handlers  # noqa: F401
-    from irc.frontends.onnx.importer import ONNX_OPS
+    from irc.frontends.onnx.registry import onnx_ops
+
+    ONNX_OPS = onnx_ops()
 
     proto = keras_to_onnx(two_output_model)
     assert proto.opset_import[0].version == 17
