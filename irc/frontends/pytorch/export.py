@@ -16,12 +16,13 @@ from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from irc.errors import InvalidModel, UnsupportedAttribute
 from irc.frontends.pytorch.loading import TorchModel, torch_module
 from irc.frontends.pytorch.runtime import forward, inference_mode, input_names, output_names
+from irc.ir.opset import OPSET
 from irc.progress import report
 
-# ONNX opsets the two exporters write: the dynamo exporter's own minimum is 18; the TorchScript
-# exporter's symbolic functions are mature up to 17. Both lie inside irc's ONNX importer's range.
+# ONNX opsets the two exporters write: the TorchScript exporter writes irc's own OPSET (the one
+# every model irc builds has; its symbolic functions are mature up to 17); the dynamo exporter's
+# own minimum is 18, hence a number of its own. Both lie inside irc's ONNX importer's range.
 DYNAMO_OPSET = 18
-TORCHSCRIPT_OPSET = 17
 EXPORTERS = ("auto", "dynamo", "torchscript")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -108,7 +109,7 @@ def _torchscript(tm: TorchModel, args: tuple, names, dynamo_reason: str | None =
     with _quiet(), inference_mode(_module_of(tm)):
         try:
             torch.onnx.export(model, args, buffer, dynamo=False,
-                              opset_version=TORCHSCRIPT_OPSET, input_names=names[0],
+                              opset_version=OPSET, input_names=names[0],
                               output_names=names[1], do_constant_folding=True)
         except Exception as exc:
             both = f" (the dynamo exporter failed first: {dynamo_reason})" if dynamo_reason else ""
