@@ -94,9 +94,9 @@ EXPECTED = {
     'test_MaxPool3d_stride': 'MaxPool needs a 4-D (N,C,H,W) input; irc',
     'test_MaxPool3d_stride_padding': 'MaxPool needs a 4-D (N,C,H,W) input; irc',
     'test_PReLU_1d': 'ok',
-    'test_PReLU_1d_multiparam': '1 node(s) cannot become Viya layers: PRe',
+    'test_PReLU_1d_multiparam': 'ok',  # opset 6: a (C,) slope is per channel
     'test_PReLU_2d': 'ok',
-    'test_PReLU_2d_multiparam': '1 node(s) cannot become Viya layers: PRe',
+    'test_PReLU_2d_multiparam': 'ok',
     'test_PReLU_3d': '1 node(s) cannot become Viya layers: inp',
     'test_PReLU_3d_multiparam': '1 node(s) cannot become Viya layers: inp',
     'test_PixelShuffle': '1 node(s) cannot become Viya layers: Res',

@@ -45,6 +45,8 @@ def upgrade_old_opset(model: onnx.ModelProto, label: str,
     opset = default_opset(model)
     if opset is None or opset >= MIN_OPSET or opset < 1:
         return model
+    if opset < 7:
+        model = _per_channel_prelu_slopes(model)
     try:
         upgraded = version_converter.convert_version(model, UPGRADE_TO)
     except Exception as exc:  # the converter raises RuntimeError/IndexError/its own types
@@ -60,3 +62,38 @@ def upgrade_old_opset(model: onnx.ModelProto, label: str,
         notes.append(f"the model's opset {opset} was upgraded to opset {UPGRADE_TO} with "
                      "onnx.version_converter before conversion (verification runs the original)")
     return upgraded
+
+
+def _per_channel_prelu_slopes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Before opset 7, a PRelu slope of shape (C,) is one slope per channel (axis 1), as the
+    exporters of the time meant it; from opset 7 on it broadcasts numpy-style against the last
+    axis, and onnx.version_converter does not rewrite it. A copy with such slopes reshaped to
+    (C, 1, ..., 1), so the upgraded model computes what the old one did."""
+    from onnx import numpy_helper, shape_inference
+
+    inits = {t.name: t for t in model.graph.initializer}
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except Exception:  # an old model shape inference cannot read: leave it to the converter
+        return model
+    ranks = {v.name: len(v.type.tensor_type.shape.dim)
+             for v in list(inferred.graph.value_info) + list(inferred.graph.input)
+             if v.type.tensor_type.HasField("shape")}
+    fixed = None
+    for node in model.graph.node:
+        if node.op_type != "PRelu" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        slope = numpy_helper.to_array(inits[node.input[1]])
+        rank = ranks.get(node.input[0], 0)
+        if slope.ndim == 1 and slope.size > 1 and rank >= 3:
+            if fixed is None:
+                fixed = onnx.ModelProto()
+                fixed.CopyFrom(model)
+                inits = {t.name: t for t in fixed.graph.initializer}
+            shaped = slope.reshape((slope.size,) + (1,) * (rank - 2))
+            inits[node.input[1]].CopyFrom(numpy_helper.from_array(shaped, node.input[1]))
+            for declared in fixed.graph.input:  # old models list initializers as inputs too
+                if declared.name == node.input[1]:
+                    declared.CopyFrom(helper.make_tensor_value_info(
+                        declared.name, declared.type.tensor_type.elem_type, list(shaped.shape)))
+    return fixed if fixed is not None else model
