@@ -87,6 +87,7 @@ SCHEMAS: dict[str, OpSchema] = {s.op_type: s for s in [
     _schema("Slice", 3, 5, const=(1, 2, 3, 4)),  # data, starts, ends, axes, steps
     _schema("Gather", 2, 2, {"axis": (int, 0)}, const=(1,)),  # data, indices
     _schema("Neg", 1, 1),
+    _schema("Max", 2, 2), _schema("Min", 2, 2),  # element-wise, two tensors of one shape
     _schema("Unsqueeze", 1, 2, const=(1,)),
     # Recurrent ops (issue 6): ONNX semantics, always with layout=1 in the IR (batch first, so
     # axis 0 stays the batch axis; onnx_export turns them back into layout 0 for onnxruntime):

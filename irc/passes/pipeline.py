@@ -30,6 +30,9 @@ DEFAULT_PIPELINE: list[str] = [
     # so the first batchnorm/relu of each can fold or fuse into the conv before it.
     "legalize_clip",
     "legalize_prelu",
+    # Element-wise max/min of two tensors: residual layers around a negating batchnorm; the
+    # relu on the difference is a Relu the activation passes place.
+    "legalize_max_min",
     # Constant Mul/Add become (or join) BatchNormalization, so fold_batchnorm can push them
     # into a conv/fc; what cannot fold stays a Viya batchnorm layer.
     "fold_mul_add",

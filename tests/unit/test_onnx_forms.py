@@ -130,10 +130,14 @@ def test_max_min_by_a_constant_scalar_is_clip(op, bound):
     assert assert_same(b.build([y])) == ["Clip"]
 
 
-def test_max_of_two_tensors_is_refused():
+def test_max_of_two_tensors_imports_and_three_are_refused():
     b = OnnxBuilder("m", SHAPE, opset=13)
     y = b.op("Max", b.input, b.op("Relu", b.input))
-    with pytest.raises(UnsupportedAttribute, match="element-wise max of tensors"):
+    assert assert_same(b.build([y])) == ["Relu", "Max"]
+    b = OnnxBuilder("m", SHAPE, opset=13)
+    y = b.op("Max", b.input, b.op("Relu", b.input), b.op("Neg", b.input))
+    with pytest.raises(UnsupportedAttribute, match="element-wise max of tensors of different "
+                                                   "shapes, of more than two"):
         import_onnx(b.build([y]))
 
 

@@ -216,14 +216,20 @@ def clip(imp, node, attrs):
 
 @reg.register("Max", "Min")
 def max_min(imp, node, attrs):
-    """Max/Min of a tensor and a constant scalar (tf2onnx's clip_by_value) -> Clip."""
+    """Max/Min of a tensor and a constant scalar (tf2onnx's clip_by_value) -> Clip; of two
+    tensors of one shape -> Max/Min (rewritten as a + relu(b - a) into residual layers)."""
     tensors = [i for i in node.input if i and not imp.is_const(i)]
     consts = [imp.const(i) for i in node.input if i and imp.is_const(i)]
+    types = [imp.type_of(t) for t in tensors]
+    if len(tensors) == 2 and not consts and types[0] is not None and types[0] == types[1]:
+        imp.emit(node.op_type, node, inputs=tensors)  # legalize_max_min: a + relu(b - a)
+        return
     if len(tensors) != 1 or any(np.asarray(c).size != 1 for c in consts):
         imp.problem(f"{node.op_type} of {len(tensors)} tensor(s) and constants of shapes "
                     f"{[np.asarray(c).shape for c in consts]}: an element-wise "
-                    f"{node.op_type.lower()} of tensors (or by a non-scalar), which Viya lacks; "
-                    "irc converts a tensor clipped by one constant scalar")
+                    f"{node.op_type.lower()} of tensors of different shapes, of more than two, or by a "
+                    "non-scalar constant, which Viya lacks; irc converts two tensors of one shape, "
+                    "or a tensor clipped by one constant scalar")
         return
     if not consts:
         imp.alias(node.output[0], tensors[0], node)

@@ -11,6 +11,7 @@ from irc.passes.defs import (  # noqa: F401
     legalize_avgpool,
     legalize_channel_select,
     legalize_clip,
+    legalize_max_min,
     legalize_pad,
     legalize_prelu,
     remove_identity,
