@@ -4,6 +4,10 @@ reaches the IR, and the source framework's own run of the model (the verificatio
     src = open_source("net.prototxt", weights="net.caffemodel")
     lowered = to_onnx(src, input_shape)       # ONNX ModelProto or .onnx path, has_weights
     reference = run_source(src, feeds)        # {ONNX graph output name: array}
+
+An ONNX source's oracle is onnxruntime, run by irc.verify itself (``_run_onnx``: in runs of the
+batch the model fixes, in the batch layout model.json records), so run_source takes the other
+frameworks only.
 """
 from __future__ import annotations
 
@@ -133,30 +137,6 @@ def run_source(src: Source, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarra
         from irc.frontends.pytorch import run_pytorch
 
         return run_pytorch(src.model, feeds, allow_pickle=bool(src.options.get("allow_pickle")))
-    return _run_onnx(src.model, feeds)
-
-
-def _run_onnx(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    import onnx
-
-    from irc.ir.onnx_export import run_onnxruntime
-
-    # A file goes to onnxruntime by path: external data (and models past 2 GB) load straight
-    # from disk instead of through a serialised copy.
-    model = model if isinstance(model, onnx.ModelProto) else str(model)
-    header = model if isinstance(model, onnx.ModelProto) else onnx.load(model, load_external_data=False)
-    fixed_batch = any(i.type.tensor_type.shape.dim[0].dim_value > 0
-                      for i in header.graph.input if i.name in feeds
-                      and i.type.tensor_type.shape.dim)
-    try:
-        if not fixed_batch:
-            return run_onnxruntime(model, feeds)
-        # A model exported with batch size 1 runs one example at a time.
-        n = next(iter(feeds.values())).shape[0]
-        runs = [run_onnxruntime(model, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
-        return {k: np.concatenate([r[k] for r in runs]) for k in runs[0]}
-    except Exception as exc:  # onnxruntime raises its own exception types
-        text = str(exc).strip().splitlines()[0][:400] if str(exc).strip() else type(exc).__name__
-        raise InvalidModel(f"onnxruntime cannot run the source model: {text}",
-                           hint="the source model itself is broken (irc's output was not "
-                                "written); fix or re-export it") from None
+    # irc.verify runs ONNX sources itself; importing it here would close an import circle.
+    raise ValueError(f"run_source runs Caffe, Keras and PyTorch sources, not {src.kind!r}; "
+                     "ONNX sources are run by irc.verify")
