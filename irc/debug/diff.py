@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from irc.verify import compare, make_inputs, viya_input
+from irc.frontends.source import Source
+from irc.verify import (_batch_axis, _example_count, _run_onnx, compare, declared_batch,
+                        make_inputs, viya_input)
 
 
 @dataclass
@@ -67,16 +69,17 @@ def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return exposed
 
 
-def _source_onnx(source, weights, frontend_options) -> onnx.ModelProto:
-    """The ONNX the IR was imported from: the file itself, or what the Keras/Caffe frontend
-    lowered the source to (its numbers are checked against Keras/OpenCV by `irc verify`)."""
+def _source_onnx(source, weights, frontend_options) -> Source:
+    """The ONNX the IR was imported from, as an ONNX source: the file itself, or what the
+    Keras/Caffe frontend lowered the source to (its numbers are checked against Keras/OpenCV by
+    `irc verify`)."""
     from irc.frontends.source import open_source, to_onnx
 
     src = open_source(source, weights, **frontend_options)
     lowered = to_onnx(src).onnx
-    if isinstance(lowered, onnx.ModelProto):
-        return lowered
-    return onnx.load(str(lowered))
+    if not isinstance(lowered, onnx.ModelProto):
+        lowered = onnx.load(str(lowered))
+    return Source("onnx", lowered, label=src.label)
 
 
 def diff(source, outdir, inputs=None, rtol: float = 1e-4, atol: float = 1e-5, seed: int = 0,
@@ -85,15 +88,21 @@ def diff(source, outdir, inputs=None, rtol: float = 1e-4, atol: float = 1e-5, se
     """Layer-by-layer comparison of the output folder with the source's lowered ONNX, run by
     onnxruntime with every intermediate tensor exposed."""
     from irc.backends.viya.executor import execute, load_viya_model
-    from irc.ir.onnx_export import run_onnxruntime
 
     outdir = Path(outdir)
     payloads = json.loads((outdir / "model.json").read_text(encoding="utf-8"))
     name_map = json.loads((outdir / "name_map.json").read_text(encoding="utf-8"))
-    model = _source_onnx(source, weights, frontend_options)
-    feeds = inputs if inputs is not None else make_inputs(payloads, seed, batch)
+    src = _source_onnx(source, weights, frontend_options)
+    model = src.model
+    # As verify does: a source that fixes its batch (an input [3, C, H, W]) gets whole runs of
+    # that batch, and runs in batches of it; a free batch runs all examples at once.
+    in_axis = _batch_axis(payloads)
+    fixed = declared_batch(src, in_axis)
+    feeds = inputs if inputs is not None else make_inputs(payloads, seed,
+                                                          _example_count(fixed, batch))
     tensors = [info["tensor"] for info in name_map["layers"].values() if info.get("tensor")]
-    reference = run_onnxruntime(_with_outputs(model, tensors), feeds)
+    exposed = Source("onnx", _with_outputs(model, tensors), label=src.label)
+    reference = _run_onnx(exposed, feeds, fixed, (in_axis, {}))
     reference.update(feeds)
     (source_input,) = feeds.values()
     got = execute(load_viya_model(outdir), viya_input(payloads, source_input), options=options,

@@ -113,6 +113,23 @@ def test_diff_finds_the_first_diverging_layer_and_writes_a_repro(tmp_path):
     assert run_onnxruntime(sub, inputs)["bn"].shape == (1, 4, 4, 4)
 
 
+
+def test_diff_runs_a_source_with_a_fixed_batch_at_that_batch(tmp_path):
+    """An ONNX input [3, 2, 8, 8]: `irc diff` draws 3 examples, as verify does (one example
+    made onnxruntime refuse the source)."""
+    b = OnnxBuilder("fixed_batch", (3, 2, 8, 8))
+    x = b.op("Relu", b.conv(b.input, 4, 3, pads=[1] * 4, name="c1"), name="r1")
+    path = tmp_path / "m.onnx"
+    onnx.save(b.build([b.conv(x, 2, 1, name="c2")]), path)
+    irc.compile(path).save(tmp_path / "o")
+    result = subprocess.run([sys.executable, "-m", "irc", "diff", path, tmp_path / "o"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "every compared layer matches" in result.stdout and "c2" in result.stdout
+    report = diff(path, tmp_path / "o")
+    assert len(report.layers) >= 3 and report.first_bad is None  # input, c1(+relu), c2
+
+
 def test_inspect_formats(tmp_path):
     example = ROOT / "examples" / "small_cnn.onnx"
     run = lambda *a: subprocess.run([sys.executable, "-m", "irc", "inspect", example, *map(str, a)],
