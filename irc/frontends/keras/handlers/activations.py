@@ -91,7 +91,8 @@ class PReLU:
         x = inputs[0]
         (alpha,) = layer_weights(layer, cfg, ["alpha"]).values()
         slope = alpha.reshape(-1, 1, 1) if len(x.shape) == 3 else alpha.reshape(-1)
-        (out,) = e.node("PRelu", [x.name, e.weight(layer, f"{layer.name}/alpha", slope)], layer.name)
+        alpha_name = e.weight(layer, f"{layer.name}/alpha", slope)
+        (out,) = e.node("PRelu", [x.name, alpha_name], layer.name)
         return [Value(out, x.shape)]
 
 

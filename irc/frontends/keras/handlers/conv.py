@@ -25,23 +25,37 @@ def _conv(e, layer, x: Value, kernel_onnx, bias, strides, padding, group: int,
     return Value(out, (oh, ow, cout))
 
 
+def _check_window(layer, cfg, ctx) -> None:
+    channels_last(cfg, ctx)
+    no_dilation(cfg, ctx)
+    check_activation(cfg.get("activation"), layer, ctx)
+
+
+def _kernel_and_bias(cfg) -> list[str]:
+    return ["kernel", "bias"] if cfg.get("use_bias", True) else ["kernel"]
+
+
+def _depthwise_onnx(kernel):
+    """A Keras depthwise kernel (kH, kW, C, M) as ONNX's (C·M, 1, kH, kW), channel c·M + m."""
+    kh, kw, c, m = kernel.shape
+    return kernel.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw)
+
+
 @KERAS_LAYERS.register("Conv2D")
 class Conv2D:
     """Conv2D -> convo; its activation joins the layer."""
 
     @staticmethod
     def check(layer, cfg, ctx):
-        channels_last(cfg, ctx)
+        _check_window(layer, cfg, ctx)
         if int(cfg.get("groups", 1)) != 1 and ctx.flavor == "keras3" and ctx.through_tf2onnx:
-            ctx.problem(f"Conv2D groups={cfg['groups']}: Keras 3 computes a grouped convolution in a "
-                        "nested TensorFlow function that tf2onnx cannot convert")
-        no_dilation(cfg, ctx)
-        check_activation(cfg.get("activation"), layer, ctx)
+            ctx.problem(f"Conv2D groups={cfg['groups']}: Keras 3 computes a grouped convolution "
+                        "in a nested TensorFlow function that tf2onnx cannot convert")
 
     @staticmethod
     def emit(e, layer, cfg, inputs):
         """Conv2D -> Conv (kernel to Cout,Cin,kH,kW), then its activation."""
-        w = layer_weights(layer, cfg, ["kernel", "bias"] if cfg.get("use_bias", True) else ["kernel"])
+        w = layer_weights(layer, cfg, _kernel_and_bias(cfg))
         groups = int(cfg.get("groups", 1) or 1)
         y = _conv(e, layer, inputs[0], w["kernel"].transpose(3, 2, 0, 1), w.get("bias"),
                   cfg.get("strides", 1), cfg.get("padding", "valid"), groups)
@@ -54,19 +68,15 @@ class DepthwiseConv2D:
 
     @staticmethod
     def check(layer, cfg, ctx):
-        channels_last(cfg, ctx)
-        no_dilation(cfg, ctx)
-        check_activation(cfg.get("activation"), layer, ctx)
+        _check_window(layer, cfg, ctx)
 
     @staticmethod
     def emit(e, layer, cfg, inputs):
         """DepthwiseConv2D -> Conv with one group per input channel."""
-        names = ["kernel", "bias"] if cfg.get("use_bias", True) else ["kernel"]
-        w = layer_weights(layer, cfg, names)
-        kh, kw, c, m = w["kernel"].shape
-        kernel = w["kernel"].transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw)
+        w = layer_weights(layer, cfg, _kernel_and_bias(cfg))
+        kernel = _depthwise_onnx(w["kernel"])
         y = _conv(e, layer, inputs[0], kernel, w.get("bias"), cfg.get("strides", 1),
-                  cfg.get("padding", "valid"), c)
+                  cfg.get("padding", "valid"), w["kernel"].shape[2])
         return [activation(e, layer.name, y, cfg.get("activation"))]
 
 
@@ -76,19 +86,16 @@ class SeparableConv2D:
 
     @staticmethod
     def check(layer, cfg, ctx):
-        channels_last(cfg, ctx)
-        no_dilation(cfg, ctx)
-        check_activation(cfg.get("activation"), layer, ctx)
+        _check_window(layer, cfg, ctx)
 
     @staticmethod
     def emit(e, layer, cfg, inputs):
         """SeparableConv2D -> a depthwise Conv, then a 1x1 Conv with the bias and activation."""
         names = ["depthwise", "pointwise"] + (["bias"] if cfg.get("use_bias", True) else [])
         w = layer_weights(layer, cfg, names)
-        kh, kw, c, m = w["depthwise"].shape
-        depthwise = w["depthwise"].transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw)
-        mid = _conv(e, layer, inputs[0], depthwise, None, cfg.get("strides", 1),
-                    cfg.get("padding", "valid"), c, name=f"{layer.name}_depthwise")
+        mid = _conv(e, layer, inputs[0], _depthwise_onnx(w["depthwise"]), None,
+                    cfg.get("strides", 1), cfg.get("padding", "valid"), w["depthwise"].shape[2],
+                    name=f"{layer.name}_depthwise")
         y = _conv(e, layer, mid, w["pointwise"].transpose(3, 2, 0, 1), w.get("bias"), 1, "valid", 1)
         return [activation(e, layer.name, y, cfg.get("activation"))]
 
@@ -109,10 +116,11 @@ class Dense:
     def emit(e, layer, cfg, inputs):
         """Dense on a vector -> Gemm with transB=1 (kernel as Out x In, the layout irc's passes
         and Viya keep, so no pass copies it again), then its activation."""
-        w = layer_weights(layer, cfg, ["kernel", "bias"] if cfg.get("use_bias", True) else ["kernel"])
+        w = layer_weights(layer, cfg, _kernel_and_bias(cfg))
         args = [inputs[0].name, e.weight(layer, f"{layer.name}/kernel", w["kernel"].T)]
         if "bias" in w:
             args.append(e.weight(layer, f"{layer.name}/bias", w["bias"]))
         (out,) = e.node("Gemm", args, layer.name, transB=1)
-        return [activation(e, layer.name, Value(out, (w["kernel"].shape[1],)), cfg.get("activation"))]
+        y = Value(out, (w["kernel"].shape[1],))
+        return [activation(e, layer.name, y, cfg.get("activation"))]
 

@@ -131,6 +131,7 @@ class Normalization:
             epsilon = float(tf_modules().keras.backend.epsilon())
         except Exception:  # a tf-keras-only install: Keras's default
             pass
-        inverse = (1.0 / np.maximum(np.sqrt(variance.astype(np.float64)), epsilon)).astype(np.float32)
+        std = np.sqrt(variance.astype(np.float64))
+        inverse = (1.0 / np.maximum(std, epsilon)).astype(np.float32)
         return [_affine(e, layer, x, mean, inverse, None)]
 

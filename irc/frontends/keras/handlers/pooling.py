@@ -56,7 +56,8 @@ class GlobalPooling2D:
     @staticmethod
     def emit(e, layer, cfg, inputs):
         """Global pooling -> GlobalAveragePool/GlobalMaxPool, then Flatten unless keepdims."""
-        op = "GlobalMaxPool" if type(layer).__name__.startswith("GlobalMax") else "GlobalAveragePool"
+        is_max = type(layer).__name__.startswith("GlobalMax")
+        op = "GlobalMaxPool" if is_max else "GlobalAveragePool"
         x = inputs[0]
         (out,) = e.node(op, [x.name], layer.name)
         if cfg.get("keepdims"):
