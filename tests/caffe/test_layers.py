@@ -207,13 +207,12 @@ def test_eltwise_sum_of_three_with_coefficients_after_relu(tmp_path):
     check_against_opencv(tmp_path, net(body), X)
 
 
+# own_phase: Caffe keeps a layer whose own phase field is TRAIN (Net::Init only fills it when
+# unset), and so do irc and the oracle (tests/caffe/test_phase_rules.py).
 @pytest.mark.parametrize("rule", ["include { phase: TRAIN }", "exclude { phase: TEST }",
-                                  pytest.param("phase: TRAIN", marks=pytest.mark.xfail(
-                                      strict=True, reason="Caffe keeps a layer whose own phase "
-                                      "field is TRAIN (Net::Init only fills it when unset); "
-                                      "irc's reader drops it, and the oracle, filtering on its "
-                                      "own now, keeps it (tests/caffe/test_phase_rules.py)"))],
-                         ids=["include_train", "exclude_test", "own_phase"])
+                                  'include { stage: "deploy" }', "include { min_level: 1 }",
+                                  "phase: TRAIN"],
+                         ids=["include_train", "exclude_test", "stage", "level", "own_phase"])
 def test_layers_outside_the_test_phase_are_left_out_by_irc_and_the_oracle(tmp_path, rule):
     """Caffe builds the TEST-phase net for inference; OpenCV ignores phase rules (it ran this
     TRAIN-only in-place ReLU), so the oracle gets the net without it (fuzz: verification used

@@ -1,12 +1,12 @@
 """Caffe's layer filtering for an inference net, checked against hand-written expectations.
 
-OpenCV (the oracle) applies no phase, level or stage rule at all (tests/caffe below measures
-it), so the oracle filters with its own reading of Caffe (oracle.caffe_keeps) and irc's reader
-with its own (reader.in_phase). Both are judged here by the table, written from Caffe's
-Net::FilterNet / StateMeetsRule for the state pycaffe's ``caffe.Net(..., caffe.TEST)`` builds:
-phase TEST, level 0, no stages. A layer's own ``phase`` field does not drop it (Net::Init only
-fills it in when unset). Manual mutation run: caffe_keeps changed to ignore ``min_level`` ->
-the "min_level 1" case fails.
+OpenCV (the oracle) applies no phase, level or stage rule at all (the last test measures it),
+so irc filters for it, with the same function its reader uses (reader.caffe_keeps). One
+implementation for both means a mistake in it could not show as a mismatch with the oracle:
+this table, written from Caffe's Net::FilterNet / StateMeetsRule for the state pycaffe's
+``caffe.Net(..., caffe.TEST)`` builds (phase TEST, level 0, no stages), is what judges it. A
+layer's own ``phase`` field does not drop it (Net::Init only fills it in when unset). Manual
+mutation run: caffe_keeps changed to ignore ``min_level`` -> the "min_level 1" case fails.
 """
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ import pytest
 from google.protobuf import text_format
 
 from irc.frontends.caffe import caffe_subset_pb2 as pb
-from irc.frontends.caffe.oracle import caffe_keeps
-from irc.frontends.caffe.reader import in_phase
+from irc.frontends.caffe.reader import caffe_keeps, read_prototxt
 
 # (rule text inside `layer { ... }`, Caffe keeps the layer in the TEST net)
 EXPECTED = [
@@ -36,12 +35,6 @@ EXPECTED = [
     ('include { phase: TEST stage: "deploy" }', False),
     ("phase: TRAIN", True),  # own phase: kept, run in TRAIN mode
 ]
-# irc's reader reads phases only, and drops a layer whose own phase differs (reader.py says
-# "levels and stages are not used"): these rows are where it departs from Caffe. strict: the
-# test fails once the reader is fixed, so the mark is removed with the bug.
-READER_DEPARTS = {"include { min_level: 1 }", "include { max_level: -1 }",
-                  'include { stage: "deploy" }', 'exclude { stage: "deploy" }',
-                  'include { phase: TEST stage: "deploy" }', "phase: TRAIN"}
 
 
 def _layer(rule: str, legacy: bool = False):
@@ -51,19 +44,46 @@ def _layer(rule: str, legacy: bool = False):
 
 
 @pytest.mark.parametrize("rule,kept", EXPECTED, ids=[r or "no rule" for r, _ in EXPECTED])
-def test_the_oracle_filters_as_caffe(rule, kept):
+def test_layers_are_kept_as_caffe_keeps_them(rule, kept):
     assert caffe_keeps(_layer(rule)) is kept
     if "include" in rule or "exclude" in rule:  # V1 `layers` carry the same rules
         assert caffe_keeps(_layer(rule, legacy=True)) is kept
 
 
-@pytest.mark.parametrize("rule,kept", [
-    pytest.param(r, k, marks=pytest.mark.xfail(strict=True, reason="irc's reader ignores levels "
-                 "and stages and drops a layer by its own phase field (see the module docstring)"))
-    if r in READER_DEPARTS else (r, k) for r, k in EXPECTED], ids=[r or "no rule"
-                                                                   for r, _ in EXPECTED])
-def test_irc_reader_filters_as_caffe(rule, kept):
-    assert in_phase(_layer(rule)) is kept
+def test_the_reader_and_the_oracle_filter_alike(tmp_path):
+    """Both read the net through read_prototxt's filtered layer list, so the table above
+    judges irc's reader and the oracle at once: here the reader drops and keeps by it."""
+    body = "".join(f'layer {{ name: "l{i}" type: "ReLU" bottom: "data" top: "data" {rule} }}\n'
+                   for i, (rule, _) in enumerate(EXPECTED))
+    path = tmp_path / "n.prototxt"
+    path.write_text('name: "n"\ninput: "data"\ninput_shape { dim: 1 dim: 1 dim: 2 dim: 2 }\n'
+                    + body)
+    names = [layer.name for layer in read_prototxt(path).layers]
+    assert names == [f"l{i}" for i, (_, kept) in enumerate(EXPECTED) if kept]
+
+
+
+@pytest.mark.parametrize("layer,refused", [
+    ('type: "Dropout" phase: TRAIN', True),
+    ('type: "BatchNorm" phase: TRAIN', True),
+    ('type: "BatchNorm" phase: TRAIN batch_norm_param { use_global_stats: true }', False),
+    ('type: "Dropout" phase: TEST', False),
+    ('type: "ReLU" phase: TRAIN', False),
+], ids=["dropout", "batchnorm", "batchnorm_global_stats", "dropout_test", "relu"])
+def test_a_layer_caffe_runs_in_training_mode_is_refused(tmp_path, layer, refused):
+    """Kept with its own phase TRAIN, a Dropout (random) or a BatchNorm without
+    use_global_stats (batch statistics) computes what no inference layer does: one error."""
+    from irc.errors import UnsupportedAttribute
+
+    path = tmp_path / "n.prototxt"
+    path.write_text('name: "n"\ninput: "data"\ninput_shape { dim: 1 dim: 2 dim: 2 dim: 2 }\n'
+                    f'layer {{ name: "l" {layer} bottom: "data" top: "y" }}\n')
+    if not refused:
+        assert [layer.name for layer in read_prototxt(path).layers] == ["l"]
+        return
+    with pytest.raises(UnsupportedAttribute, match="'?l'? set their own phase: TRAIN") as err:
+        read_prototxt(path)
+    assert "phase: TRAIN" in err.value.hint and str(path) in str(err.value)
 
 
 def test_opencv_applies_no_rule(tmp_path):

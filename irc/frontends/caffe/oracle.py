@@ -4,10 +4,10 @@ cv2 is a test/verify dependency only (imported here, lazily). OpenCV 4.14 cannot
 whose input is a ``Data`` or ``MemoryData`` layer, and it ignores Caffe's net-state rules
 entirely (measured: a layer with ``include { phase: TRAIN }``, ``exclude { phase: TEST }``,
 ``include { stage: "x" }`` or ``include { min_level: 1 }`` still runs), so it cannot apply
-them itself. The oracle therefore filters the net with its OWN reading of Caffe's rules
-(:func:`caffe_keeps`, written from Caffe's Net::FilterNet/StateMeetsRule, never irc's reader),
-so a mistake in irc's filtering shows as a mismatch instead of being copied into the oracle;
-tests/caffe/test_phase_rules.py checks both against hand-written expectations. For such nets
+them itself. The oracle therefore filters the net with Caffe's rules, read by the one
+implementation irc has of Net::FilterNet/StateMeetsRule (reader.caffe_keeps); since irc's
+reader and the oracle share it, a mistake there could not show as a mismatch, so
+tests/caffe/test_phase_rules.py checks it against expectations written by hand. For such nets
 OpenCV gets a temporary copy of the prototxt (re-serialised with irc's schema: fields outside
 it are dropped from that copy) with those layers dropped and Data layers replaced by a
 top-level ``input`` of x's shape; every other layer is left as written.
@@ -15,55 +15,15 @@ top-level ``input`` of x's shape; every other layer is left as written.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from google.protobuf import text_format
 
 from irc.errors import InvalidModel
-from irc.frontends.caffe import caffe_subset_pb2 as pb
-from irc.frontends.caffe.reader import read_prototxt, v1_type
+from irc.frontends.caffe.reader import caffe_keeps, read_prototxt, v1_type
 
 _DATA_LAYERS = ("Data", "MemoryData")
-
-
-@dataclass
-class _Layer:
-    name: str
-    type: str
-    bottoms: list
-    tops: list
-
-
-def _meets(rule, phase: int, level: int, stages: tuple) -> bool:
-    """Caffe's StateMeetsRule: every condition the rule sets holds in the state."""
-    return ((not rule.HasField("phase") or rule.phase == phase)
-            and (not rule.HasField("min_level") or level >= rule.min_level)
-            and (not rule.HasField("max_level") or level <= rule.max_level)
-            and all(s in stages for s in rule.stage)
-            and not any(s in stages for s in rule.not_stage))
-
-
-def caffe_keeps(msg, phase: int = pb.TEST, level: int = 0, stages: tuple = ()) -> bool:
-    """Whether Caffe's FilterNet keeps a layer in a net built for inference: pycaffe's
-    ``caffe.Net(proto, weights, caffe.TEST)`` and ``caffe test`` build phase TEST, level 0, no
-    stages. Include rules: kept when one is met; otherwise dropped when an exclude rule is met.
-    A layer's own ``phase`` field does not drop it (Caffe runs the layer in that phase)."""
-    if len(msg.include):
-        return any(_meets(r, phase, level, stages) for r in msg.include)
-    return not any(_meets(r, phase, level, stages) for r in msg.exclude)
-
-
-def _oracle_layers(net) -> list[_Layer]:
-    out = []
-    for field_name in ("layer", "layers"):
-        for i, msg in enumerate(getattr(net, field_name)):
-            if caffe_keeps(msg):
-                kind = msg.type if field_name == "layer" else v1_type(msg.type)
-                out.append(_Layer(msg.name or f"{kind}#{i}", kind, list(msg.bottom),
-                                  list(msg.top)))
-    return out
 
 
 def net_outputs(layers) -> dict[str, str]:
@@ -126,7 +86,7 @@ def run_opencv_oracle(prototxt, caffemodel, x) -> dict[str, np.ndarray]:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # one message only
 
     caffe_net = read_prototxt(prototxt)
-    layers = _oracle_layers(caffe_net.net)  # not irc's filtered list: see the module docstring
+    layers = caffe_net.layers  # filtered as Caffe does (reader.caffe_keeps)
     inputs = list(caffe_net.net.input) + [t for l in layers if l.type == "Input" for t in l.tops] \
         + [l.tops[0] for l in layers if l.type in _DATA_LAYERS]
     feeds = x if isinstance(x, dict) else {inputs[0]: x}

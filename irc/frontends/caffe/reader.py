@@ -2,7 +2,8 @@
 
 ``.prototxt`` is protobuf text format; ``.caffemodel`` is the binary NetParameter. Both the
 current ``layer`` form and the legacy V1 ``layers`` form (enum layer types) become one list of
-:class:`CaffeLayer` in net order, keeping only the layers of the TEST phase.
+:class:`CaffeLayer` in net order, keeping the layers Caffe keeps in an inference net (phase
+TEST, level 0, no stages: :func:`caffe_keeps`).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
-from irc.errors import InvalidModel
+from irc.errors import InvalidModel, UnsupportedAttribute
 from irc.frontends.caffe import caffe_subset_pb2 as pb
 
 # V1LayerParameter.LayerType -> the layer type string Caffe's upgrade_proto gives it.
@@ -163,38 +164,62 @@ def read_caffemodel(path) -> pb.NetParameter:
 # ---- layers ---------------------------------------------------------------------------------
 
 
-def _included(msg, phase: int) -> bool:
-    """Caffe's StateMeetsRule for a net in ``phase`` (levels and stages are not used)."""
-    def meets(rule) -> bool:
-        return not rule.HasField("phase") or rule.phase == phase
+def _meets(rule, phase: int, level: int, stages: tuple) -> bool:
+    """Caffe's StateMeetsRule: every condition the NetStateRule sets holds in the state."""
+    return ((not rule.HasField("phase") or rule.phase == phase)
+            and (not rule.HasField("min_level") or level >= rule.min_level)
+            and (not rule.HasField("max_level") or level <= rule.max_level)
+            and all(s in stages for s in rule.stage)
+            and not any(s in stages for s in rule.not_stage))
+
+
+def caffe_keeps(msg, phase: int = pb.TEST, level: int = 0, stages: tuple = ()) -> bool:
+    """Whether Caffe's Net::FilterNet keeps a layer (LayerParameter or legacy V1) in a net
+    built for the state (phase, level, stages); pycaffe's ``caffe.Net(proto, weights,
+    caffe.TEST)`` and ``caffe test`` build phase TEST, level 0, no stages. With include rules
+    the layer is kept when one is met; otherwise it is dropped when an exclude rule is met.
+    A layer's own ``phase`` field does not drop it (Net::Init only fills it in when unset)."""
     if len(msg.include):
-        return any(meets(r) for r in msg.include)
-    return not any(meets(r) for r in msg.exclude)
+        return any(_meets(r, phase, level, stages) for r in msg.include)
+    return not any(_meets(r, phase, level, stages) for r in msg.exclude)
 
 
-def in_phase(msg, phase: int = pb.TEST) -> bool:
-    """Whether a layer (LayerParameter or legacy V1LayerParameter) is in a net built for
-    ``phase``: its include/exclude rules, and a LayerParameter's own ``phase`` field."""
-    own = isinstance(msg, pb.LayerParameter) and msg.HasField("phase") and msg.phase != phase
-    return _included(msg, phase) and not own
-
-
-def net_layers(net: pb.NetParameter, label: str, phase: int = pb.TEST) -> list[CaffeLayer]:
+def net_layers(net: pb.NetParameter, label: str) -> list[CaffeLayer]:
+    """The layers Caffe keeps in an inference (TEST-phase) net, both forms, in net order."""
     if net.layer and net.layers:
         raise InvalidModel("the net mixes `layer` and legacy `layers` entries", file=label,
                            hint="Caffe accepts one form per file; upgrade it with "
                                 "upgrade_net_proto_text")
     out = []
     for i, msg in enumerate(net.layer):
-        if in_phase(msg, phase):
+        if caffe_keeps(msg):
             out.append(CaffeLayer(msg.name or f"{msg.type}#{i}", msg.type, list(msg.bottom),
                                   list(msg.top), msg))
     for i, msg in enumerate(net.layers):
-        if in_phase(msg, phase):
+        if caffe_keeps(msg):
             type_ = v1_type(msg.type)
             out.append(CaffeLayer(msg.name or f"{type_}#{i}", type_, list(msg.bottom),
                                   list(msg.top), msg, legacy=True))
+    training = [layer.name for layer in out if _runs_in_training_mode(layer.msg)]
+    if training:
+        raise UnsupportedAttribute(
+            f"layer(s) {', '.join(training)} set their own phase: TRAIN, so Caffe runs them in "
+            "training mode (Dropout drops at random; BatchNorm without use_global_stats uses "
+            "each batch's statistics), which no Viya inference layer computes", file=label,
+            hint="remove `phase: TRAIN` from those layers in the deploy prototxt")
     return out
+
+
+def _runs_in_training_mode(msg) -> bool:
+    """A kept layer whose own phase is TRAIN and whose output depends on the phase (Caffe keeps
+    it and runs it so; phase-independent layers such as ReLU compute the same either way)."""
+    if not isinstance(msg, pb.LayerParameter) or not msg.HasField("phase") \
+            or msg.phase != pb.TRAIN:
+        return False
+    if msg.type == "Dropout":
+        return True
+    # BatchNorm's use_global_stats defaults to (phase == TEST)
+    return msg.type == "BatchNorm" and not msg.batch_norm_param.HasField("use_global_stats")
 
 
 def v1_type(value: int) -> str:
