@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from irc.frontends.source import Source, open_source, to_onnx
+from irc.input_spec import InputSpec
 from irc.ir.graph import Graph
 
 
@@ -42,7 +43,8 @@ def optimize(graph: Graph, pipeline=None, instruments=(), ctx=None) -> Graph:
     return PassManager(pipeline or DEFAULT_PIPELINE, instruments, ctx).run(graph)
 
 
-def compile(source, name: str | None = None, input_shape=None, input_options: dict | None = None,
+def compile(source, name: str | None = None, input_shape=None,
+            input_options: "InputSpec | dict | None" = None,
             pipeline=None, instruments=(), pass_context=None, weights=None,
             **frontend_options):  # noqa: A001 - the public name users expect
     """Compile ``source`` into a :class:`~irc.backends.viya.model.ViyaModel`.
@@ -51,26 +53,28 @@ def compile(source, name: str | None = None, input_shape=None, input_options: di
     a .keras/.h5 path or a keras.Model, an nn.Module or ExportedProgram or a PyTorch file (.pt2,
     TorchScript .pt). ``input_shape``: a shape for a single-input model, or
     {input name: shape}, fixing dynamic dimensions. ``input_options``: Viya input
-    preprocessing ``scale``, ``offsets``, ``normstds`` (the source model is taken to receive
+    preprocessing, an :class:`irc.input_spec.InputSpec` or a dict of its fields ``scale``,
+    ``offsets``, ``normstds`` (the source model is taken to receive
     ``(x*scale - offsets)/normstds``) and ``channel_order`` ('bgr' or 'rgb': the order the
-    source was trained on). ``instruments``: pass instruments (irc.passes.instruments);
-    ``pass_context`` collects the passes' refusals. ``frontend_options``: ``drop_lrn`` (Caffe),
-    ``allow_lambda`` and ``keras_route`` ("auto", "direct" or "tf2onnx") (Keras);
-    ``example_inputs`` (a tuple of tensors: an nn.Module's input shape), ``allow_pickle``
-    (load PyTorch files, which runs code stored in them) and ``torch_exporter`` ("auto",
-    "dynamo" or "torchscript") (PyTorch).
+    source was trained on); it is validated before the model is read. ``instruments``: pass
+    instruments (irc.passes.instruments); ``pass_context`` collects the passes' refusals.
+    ``frontend_options``: ``drop_lrn`` (Caffe), ``allow_lambda`` and ``keras_route`` ("auto",
+    "direct" or "tf2onnx") (Keras); ``example_inputs`` (a tuple of tensors: an nn.Module's
+    input shape), ``allow_pickle`` (load PyTorch files, which runs code stored in them) and
+    ``torch_exporter`` ("auto", "dynamo" or "torchscript") (PyTorch).
     """
     from irc.backends.viya.lower import lower
     from irc.passes.registry import PassContext
     from irc.progress import report
 
+    input_spec = InputSpec.of(input_options)  # a bad option fails before the model loads
     imported = import_model(source, input_shape, weights, **frontend_options)
     graph = imported.graph
     ctx = pass_context if pass_context is not None else PassContext()
     optimize(graph, pipeline, instruments, ctx)
     report("lowering to Viya layers")
     model = lower(graph, name=name or _default_name(imported.source, graph),
-                  input_options=input_options, label=imported.source.label,
+                  input_spec=input_spec, label=imported.source.label,
                   refusals=ctx.refusals)
     model.has_weights = imported.has_weights
     model.notes.extend(imported.warnings)

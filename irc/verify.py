@@ -105,15 +105,19 @@ def viya_input(payloads: dict, source_input: np.ndarray) -> np.ndarray:
 
     Viya computes y = (x*scale - offsets[c]) / normstds[c], so x = (y*normstds + offsets)/scale.
     """
+    from irc.input_spec import InputSpec
+
     layer = next(c["layer"] for c in payloads["addLayer"] if c["layer"]["type"] == "input")
     c = layer["nchannels"]
+    spec = InputSpec.recorded(payloads)  # what model.json records, as lowering read it
     source_input = batch_first(payloads, source_input)
     y = source_input.reshape(source_input.shape[0], c, layer["height"], layer["width"])
-    if payloads["input"].get("source_channel_order") == "rgb":
+    if spec.channel_order == "rgb":
         y = y[:, ::-1]  # the source reads R,G,B; Viya's image holds B,G,R
-    stds = np.asarray(layer.get("normstds", [1.0] * c), np.float64).reshape(1, c, 1, 1)
-    offsets = np.asarray(layer["offsets"], np.float64).reshape(1, c, 1, 1)
-    return ((y * stds + offsets) / layer["scale"]).astype(np.float32)
+    offsets, stds = spec.per_channel(c)  # in Viya's B,G,R order, as y now is
+    stds = np.asarray(stds, np.float64).reshape(1, c, 1, 1)
+    offsets = np.asarray(offsets, np.float64).reshape(1, c, 1, 1)
+    return ((y * stds + offsets) / spec.scale).astype(np.float32)
 
 
 def _batch_axis(payloads: dict) -> int:

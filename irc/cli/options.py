@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from irc.errors import UnsupportedAttribute
-from irc.utils.float32 import float32_number
 
 
 def _shape(text: str):
@@ -47,28 +46,21 @@ def _floats(text: str | None, option: str = "value"):
     return values
 
 
-def _input_options(args) -> dict:
-    options = {}
-    for key, text, divisor in (("scale", args.scale, True), ("offsets", args.offsets, False),
-                               ("normstds", args.normstds, True)):
-        if text is None:
-            continue
-        option = f"--{key}"
-        values = _floats(str(text), option)
-        if 0.0 in values and divisor:
-            raise UnsupportedAttribute(f"{option} has a zero: "
-                                       + ("it would erase the input" if key == "scale"
-                                          else "Viya divides by it"))
-        if not all(float32_number(v, divisor) for v in values):
-            raise UnsupportedAttribute(f"{option} {text!r} is outside float32, in which Viya "
-                                       "computes", hint="use values of magnitude between "
-                                                        "1.2e-38 and 3.4e38")
-        options[key] = values[0] if key == "scale" else values
+def _input_spec(args):
+    """--scale/--offsets/--normstds/--channel-order as one validated InputSpec."""
+    from irc.input_spec import InputSpec
+
     if args.scale is not None and len(str(args.scale).split(",")) != 1:
         raise UnsupportedAttribute(f"--scale {args.scale!r} must be one number")
-    if args.channel_order:
-        options["channel_order"] = args.channel_order
-    return options
+    values = {key: _floats(str(text), f"--{key}") for key, text in
+              (("scale", args.scale), ("offsets", args.offsets), ("normstds", args.normstds))
+              if text is not None}
+    if "scale" in values:
+        values["scale"] = values["scale"][0]
+    return InputSpec(**values, channel_order=args.channel_order or "bgr", spelling="--")
+
+
+_input_options = _input_spec  # the name irc/cli/commands.py imports, until it moves
 
 
 def _frontend_options(args) -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 from irc.errors import GraphInvalid
 from irc.ir import ops as opdefs
 from irc.ir.tensors import TensorType, WeightHandle, WeightStore
+from irc.ir.weight_expr import WeightExpr
 
 
 @dataclass(frozen=True)
@@ -293,9 +294,11 @@ class Graph:
         self.version += 1
         self.value(value_name).type = ttype
 
-    def replace_const(self, value_name: str, data: np.ndarray) -> str:
-        """A new constant holding ``data``, named after ``value_name`` (which is left as is)."""
-        return self.add_const(value_name, np.ascontiguousarray(data)).name
+    def replace_const(self, value_name: str, data: "np.ndarray | WeightExpr") -> str:
+        """A new constant holding ``data``, named after ``value_name`` (which is left as is).
+        A WeightExpr stays lazy: it is computed only when a writer reads it."""
+        return self.add_const(value_name, data if isinstance(data, WeightExpr)
+                              else np.ascontiguousarray(data)).name
 
     def copy(self) -> "Graph":
         """A structural copy that shares the weight store (weights are never copied)."""

@@ -144,9 +144,10 @@ def test_preprocessing_outside_float32_is_refused(tmp_path, option):
 
 
 def test_preprocessing_outside_float32_is_refused_by_the_api():
-    from irc.errors import ViyaCannotExpress
+    """The same InputSpec check as the CLI's, naming the API's key."""
+    from irc.errors import UnsupportedAttribute
 
-    with pytest.raises(ViyaCannotExpress, match="must be float32 numbers"):
+    with pytest.raises(UnsupportedAttribute, match="scale 1e-45 is outside float32"):
         irc.compile(str(EXAMPLE), input_options={"scale": 1e-45})
 
 

@@ -2,24 +2,13 @@
 
 A source trained on R, G, B images is made to read Viya's B, G, R by reversing the input-channel
 axis of every convolution that reads the input (trap 2). Per-channel preprocessing constants
-given in the source's order are reversed with it.
+given in the source's order are reversed with it (irc/input_spec.py, ``per_channel``).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from irc.backends.viya.model import LazyWeight, ViyaModel
-
-CHANNEL_ORDERS = ("bgr", "rgb")
-
-
-def reverse_channel_constants(options: dict) -> dict:
-    """offsets/normstds given in R,G,B order, in Viya's B,G,R order."""
-    out = dict(options)
-    for key in ("offsets", "normstds"):
-        if key in out:
-            out[key] = list(reversed(out[key]))
-    return out
 
 
 def _reversed_input_axis(weight: LazyWeight) -> LazyWeight:

@@ -13,7 +13,6 @@ from typing import Callable
 import numpy as np
 
 from irc.backends.viya import schema
-from irc.ir.tensors import WeightHandle
 from irc.ir.weight_expr import BLOCK_BYTES, WeightExpr, as_expr
 from irc.version import __version__
 
@@ -26,15 +25,6 @@ class LazyWeight:
     shape: tuple[int, ...]
     compute: Callable[[], np.ndarray]
     expr: WeightExpr | None = None
-
-    def __post_init__(self):
-        # A stored weight's own reader (lowering's const_weight passes ``handle.numpy``) is
-        # streamed through the handle's expression: a transformed weight is never computed
-        # whole.
-        owner = getattr(self.compute, "__self__", None)
-        if self.expr is None and isinstance(owner, WeightHandle) \
-                and getattr(self.compute, "__func__", None) is WeightHandle.numpy:
-            self.expr = owner.lazy()
 
     @classmethod
     def of(cls, data) -> "LazyWeight":

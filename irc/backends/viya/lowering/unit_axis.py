@@ -10,6 +10,7 @@ what flattens it (fc/output layers, a Flatten/Reshape, the graph output).
 """
 from __future__ import annotations
 
+from irc.backends.viya.lowering.registry import LOWERINGS
 from irc.ir.graph import Graph, Node
 from irc.ir.ops import RECURRENT_OPS
 
@@ -49,24 +50,25 @@ def not_a_sequence_message(graph: Graph, value: str) -> str:
             "layers; export the model with a 4-D image input (N, C, H, W) or a flat (N, d) one")
 
 
-def lower_unit_axis(low, node: Node) -> None:
+@LOWERINGS.register(*UNIT_AXIS_OPS)
+def lower_unit_axis(ctx, node: Node) -> None:
     """Squeeze/Unsqueeze as an alias of the layer computing its input (see the module doc)."""
-    graph = low.graph
+    graph = ctx.graph
     x, out = node.inputs[0], node.outputs[0]
     out_shape = graph.value(out).type.shape[1:]
-    sources = low.sources_of(x)
+    sources = ctx.sources_of(x)
     layer_shape = None
     if len(sources) == 1:
-        layer_shape = low.model.layer(sources[0]).out_shape
+        layer_shape = ctx.model.layer(sources[0]).out_shape
     if len(out_shape) == 3 and tuple(out_shape) == tuple(layer_shape or ()):
-        low.alias(out, x)
+        ctx.alias(out, x)
         return
     bad = [r for r in graph.consumers(out) if r.op_type not in FLATTENING_READERS]
-    if not bad and x not in low.flattened:
-        low.alias(out, x)
+    if not bad and x not in ctx.flattened:
+        ctx.alias(out, x)
         return
     what = f"{bad[0].op_type} ({bad[0].name})" if bad else "a flattened value"
-    low.problem(node, f"{node.op_type} of {_shape(graph, x)} -> {_shape(graph, out)} read by "
+    ctx.problem(node, f"{node.op_type} of {_shape(graph, x)} -> {_shape(graph, out)} read by "
                       f"{what}: Viya has no layer that removes or adds an axis, and this reader "
                       "needs the new shape; change this part of the source model")
 
