@@ -199,12 +199,49 @@ def test_schema_table_labels_and_codes_are_the_servers():
 
 
 def test_payloads_refuse_an_option_the_schema_does_not_list():
-    from irc.backends.viya.model import ViyaLayer, ViyaModel
+    from irc.backends.viya.model import LoweredLayer, ViyaModel
 
-    good = ViyaLayer("fc1", "fc", {"n": 3, "act": "relu", "includebias": True})
+    good = LoweredLayer("fc1", "fc", {"n": 3, "act": "relu", "includebias": True})
     assert ViyaModel("m", [good]).payloads()["addLayer"][0]["layer"]["n"] == 3
-    typo = ViyaLayer("fc1", "fc", {"n": 3, "act": "relu", "include_bias": True})
+    typo = LoweredLayer("fc1", "fc", {"n": 3, "act": "relu", "include_bias": True})
     with pytest.raises(AssertionError, match="include_bias"):
         ViyaModel("m", [typo]).payloads()
     with pytest.raises(AssertionError, match="transconvo"):
-        ViyaModel("m", [ViyaLayer("t", "transconvo", {})]).payloads()
+        ViyaModel("m", [LoweredLayer("t", "transconvo", {})]).payloads()
+
+
+# ---- lowering ---------------------------------------------------------------------------------
+
+def test_lowering_registry_refuses_a_second_handler_for_an_op():
+    from irc.backends.viya.lowering.registry import SEQUENCE, LoweringRegistry
+
+    reg = LoweringRegistry()
+    reg.register("Conv")(lambda ctx, node: None)
+    reg.register("Conv", reads=SEQUENCE)(lambda ctx, node: None)  # another reading: fine
+    with pytest.raises(AssertionError, match="two lowerings for Conv reading tensor"):
+        reg.register("Conv")(lambda ctx, node: None)
+    with pytest.raises(ValueError, match="reads must be one of"):
+        reg.register("Conv", reads="image")
+
+
+def test_lowering_covers_the_ir_ops_viya_computes():
+    """What lower() dispatches is the registry (driver import fills it): each family's ops."""
+    from irc.backends.viya import lower  # noqa: F401 - registers the handlers
+    from irc.backends.viya.lowering.registry import ANY, LOWERINGS, SEQUENCE, STATE
+
+    assert LOWERINGS.op_types() == sorted([
+        "AveragePool", "BatchNormalization", "Concat", "Conv", "Dropout", "Flatten", "Gemm",
+        "GlobalAveragePool", "GlobalMaxPool", "Identity", "MaxPool", "Reshape", "Softmax",
+        "Squeeze", "Sum", "Unsqueeze"])
+    assert LOWERINGS.op_types(ANY) == ["GRU", "LSTM", "RNN"]
+    assert "MatMul" in LOWERINGS.op_types(SEQUENCE) and "Flatten" in LOWERINGS.op_types(STATE)
+
+
+def test_stored_weights_are_streamed_not_computed_whole():
+    """const_weight gives each stored weight its expression (LazyWeight.of), so the HDF5 writer
+    copies it block by block; only a transformed weight (eps added) is computed."""
+    model = irc.compile(ROOT / "examples" / "small_cnn.onnx")
+    for layer in model.layers:
+        for name, weight in layer.weights.items():
+            if name != "moving_variance":
+                assert weight.expr is not None, (layer.name, name)

@@ -49,7 +49,11 @@ class LazyWeight:
 
 
 @dataclass
-class ViyaLayer:
+class LoweredLayer:
+    """One Viya layer as lowering produced it: the addLayer payload, its sources, lazily
+    computed weights and provenance (the executor's reader has its own ``ViyaLayer``: a
+    layer as read back from the written files)."""
+
     name: str
     kind: str  # addLayer type, a key of schema.KINDS
     options: dict  # the addLayer `layer` payload without `type`
@@ -70,7 +74,7 @@ class ViyaLayer:
 @dataclass
 class ViyaModel:
     name: str
-    layers: list[ViyaLayer]
+    layers: list[LoweredLayer]
     model_type: str = "CNN"
     outputs: dict[str, str] = field(default_factory=dict)  # source output -> viya layer
     inputs: dict[str, str] = field(default_factory=dict)  # source input -> viya layer
@@ -83,10 +87,10 @@ class ViyaModel:
     def weights_file(self) -> str:
         return f"{self.name}_weights.kerasmodel.h5"
 
-    def layer(self, name: str) -> ViyaLayer:
+    def layer(self, name: str) -> LoweredLayer:
         return next(layer for layer in self.layers if layer.name == name)
 
-    def weighted_layers(self) -> list[ViyaLayer]:
+    def weighted_layers(self) -> list[LoweredLayer]:
         return [layer for layer in self.layers if layer.weights]
 
     def weight_bytes(self) -> int:
@@ -137,3 +141,6 @@ class ViyaModel:
             shape = "x".join(str(d) for d in layer.out_shape)
             lines.append(f"  {layer.name:<28} {layer.kind:<10} <- {src:<28} {shape}")
         return "\n".join(lines)
+
+
+ViyaLayer = LoweredLayer  # transitional: tests/unit/test_weight_expr.py still imports this name

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from irc.backends.viya import schema
-from irc.backends.viya.model import LazyWeight, ViyaLayer, ViyaModel
+from irc.backends.viya.model import LazyWeight, LoweredLayer, ViyaModel
 from irc.backends.viya.names import NameTable
 from irc.input_spec import InputSpec
 from irc.ir.graph import Graph, Node
@@ -70,11 +70,11 @@ class LoweringContext:
 
     # ---- layers ----------------------------------------------------------------------------
     def add(self, node: Node | None, kind: str, options: dict, sources: list[str],
-            out_value: str | None, weights=None, name_hint: str | None = None) -> ViyaLayer:
+            out_value: str | None, weights=None, name_hint: str | None = None) -> LoweredLayer:
         """A layer of ``kind`` (a key of schema.KINDS) reading the layers of ``sources``."""
         _check_kind(kind)
         hint = name_hint or (node.name if node else kind)
-        layer = ViyaLayer(self.names.claim(hint, kind), kind, options,
+        layer = LoweredLayer(self.names.claim(hint, kind), kind, options,
                           [name for s in sources for name in self.sources_of(s)], weights or {},
                           node.provenance.sources if node else (), (),
                           node.provenance.passes if node else ())
@@ -86,7 +86,7 @@ class LoweringContext:
         self.model.layers.append(layer)
         return layer
 
-    def append(self, layer: ViyaLayer) -> ViyaLayer:
+    def append(self, layer: LoweredLayer) -> LoweredLayer:
         """A layer built whole by its handler (input, recurrent and per-step layers)."""
         _check_kind(layer.kind)
         self.model.layers.append(layer)

@@ -11,7 +11,7 @@ import math
 from irc.backends.viya import schema
 from irc.backends.viya.lowering.context import LoweringContext
 from irc.backends.viya.lowering.registry import LOWERINGS
-from irc.backends.viya.model import ViyaLayer
+from irc.backends.viya.model import LoweredLayer
 from irc.ir.graph import Graph, Node
 
 
@@ -33,7 +33,7 @@ def softmax_output_gemms(graph: Graph) -> set[str]:
     return merged
 
 
-def gemm_layer(ctx: LoweringContext, node: Node, as_output: bool, act: str) -> ViyaLayer | None:
+def gemm_layer(ctx: LoweringContext, node: Node, as_output: bool, act: str) -> LoweredLayer | None:
     if node.attrs.get("transB", 0) != 1 or node.attrs.get("alpha", 1.0) != 1.0 \
             or node.attrs.get("beta", 1.0) != 1.0 or node.attrs.get("transA", 0):
         ctx.problem(node, "Gemm is not in canonical form (transB=1, alpha=beta=1, transA=0)")
@@ -111,7 +111,7 @@ def add_output_layers(ctx: LoweringContext) -> None:
             continue
         sources = ctx.sources_of(out)
         n = sum(math.prod(ctx.model.layer(s).out_shape) for s in sources)
-        new = ctx.append(ViyaLayer(ctx.names.claim(f"{layer.name}_output", "output"), "output",
+        new = ctx.append(LoweredLayer(ctx.names.claim(f"{layer.name}_output", "output"), "output",
                                    {"n": n, "act": "identity", "includebias": False,
                                     "fullconnect": False, "error": _error()},
                                    sources, {}, layer.source_nodes, (n,), tensor=layer.tensor))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from irc.backends.viya import schema
 from irc.backends.viya.lowering import unit_axis
 from irc.backends.viya.lowering.context import LoweringContext, Seq
-from irc.backends.viya.model import ViyaLayer
+from irc.backends.viya.model import LoweredLayer
 
 SEQUENCE_INPUT_NOTE = ("sequence input: nchannels 1, height 1, width T·d, values time-major "
                        "(t·d + j), as DLPy's Keras importer")
@@ -56,7 +56,7 @@ def lower_input(ctx: LoweringContext, value: str) -> None:
                "offsets": offsets, **_fixed_options()}
     if any(s != 1.0 for s in stds):
         options["normstds"] = stds
-    layer = ctx.append(ViyaLayer(ctx.names.claim(value, "data"), "input", options, [], {},
+    layer = ctx.append(LoweredLayer(ctx.names.claim(value, "data"), "input", options, [], {},
                                  (value,), (c, h, w), tensor=value))
     ctx.layer_of[value] = layer.name
     ctx.model.inputs[value] = layer.name
@@ -78,7 +78,7 @@ def lower_sequence_input(ctx: LoweringContext, value: str, shape) -> None:
                "scale": spec.scale, "offsets": offsets, **_fixed_options()}
     if stds[0] != 1.0:
         options["normstds"] = stds
-    layer = ctx.append(ViyaLayer(ctx.names.claim(value, "data"), "input", options, [], {},
+    layer = ctx.append(LoweredLayer(ctx.names.claim(value, "data"), "input", options, [], {},
                                  (value,), (1, 1, steps * features), tensor=value))
     ctx.layer_of[value] = layer.name
     ctx.model.inputs[value] = layer.name

@@ -22,7 +22,7 @@ from irc.backends.viya import schema
 from irc.backends.viya.lowering.context import LoweringContext, Seq
 from irc.backends.viya.lowering.inputs import TIME_MAJOR_NOTE
 from irc.backends.viya.lowering.registry import ANY, LOWERINGS, SEQUENCE, STATE
-from irc.backends.viya.model import LazyWeight, ViyaLayer
+from irc.backends.viya.model import LazyWeight, LoweredLayer
 from irc.ir.graph import Node
 from irc.ir.ops import ACTIVATION_OPS, RECURRENT_OPS
 from irc.ir.tensors import BATCH
@@ -119,7 +119,7 @@ def lower_recurrent(ctx: LoweringContext, node: Node) -> None:
         options = {"n": n, "rnntype": RNN_TYPE[node.op_type],
                    "outputtype": "samelength" if samelength else "encoding",
                    "reversed": reverse, "act": _cell_act(node)}
-        layer = ViyaLayer(ctx.names.claim(prefix + node.name, "recurrent"), "recurrent", options,
+        layer = LoweredLayer(ctx.names.claim(prefix + node.name, "recurrent"), "recurrent", options,
                           list(src.layers), _weights(ctx, node, k), node.provenance.sources,
                           (src.steps, n) if samelength else (n,), node.provenance.passes,
                           tensor=node.outputs[0 if samelength else 1])
@@ -236,7 +236,7 @@ def lower_per_step_dense(ctx: LoweringContext, node: Node) -> None:
     provenance = node.provenance
     for c in claimed:
         provenance = provenance.merged(c.provenance, None)
-    layer = ViyaLayer(ctx.names.claim(node.name, "fc"), "output" if as_output else "fc",
+    layer = LoweredLayer(ctx.names.claim(node.name, "fc"), "output" if as_output else "fc",
                       options, list(seq.layers), weights, provenance.sources, (seq.steps, m),
                       provenance.passes, tensor=cur)
     ctx.append(layer)
@@ -259,7 +259,7 @@ def lower_sequence_softmax(ctx: LoweringContext, node: Node) -> None:
 
 
 def _output_layer(ctx, out: str, seq: Seq, act: str, sources=()) -> None:
-    layer = ViyaLayer(ctx.names.claim(f"{ctx.layer_of.get(out, seq.layers[0])}_output", "output"),
+    layer = LoweredLayer(ctx.names.claim(f"{ctx.layer_of.get(out, seq.layers[0])}_output", "output"),
                       "output", {"n": seq.width, "act": act, "includebias": False,
                                  "fullconnect": False,
                                  "error": schema.default("output", "error")},
