@@ -75,9 +75,9 @@ class LoweringContext:
         _check_kind(kind)
         hint = name_hint or (node.name if node else kind)
         layer = LoweredLayer(self.names.claim(hint, kind), kind, options,
-                          [name for s in sources for name in self.sources_of(s)], weights or {},
-                          node.provenance.sources if node else (), (),
-                          node.provenance.passes if node else ())
+                             [name for s in sources for name in self.sources_of(s)], weights or {},
+                             node.provenance.sources if node else (), (),
+                             node.provenance.passes if node else ())
         if out_value is not None:
             shape = self.graph.value(out_value).type.shape[1:]
             layer.out_shape = tuple(shape)

@@ -111,8 +111,9 @@ def add_output_layers(ctx: LoweringContext) -> None:
             continue
         sources = ctx.sources_of(out)
         n = sum(math.prod(ctx.model.layer(s).out_shape) for s in sources)
-        new = ctx.append(LoweredLayer(ctx.names.claim(f"{layer.name}_output", "output"), "output",
-                                   {"n": n, "act": "identity", "includebias": False,
-                                    "fullconnect": False, "error": _error()},
-                                   sources, {}, layer.source_nodes, (n,), tensor=layer.tensor))
+        name = ctx.names.claim(f"{layer.name}_output", "output")
+        new = ctx.append(LoweredLayer(name, "output",
+                                      {"n": n, "act": "identity", "includebias": False,
+                                       "fullconnect": False, "error": _error()},
+                                      sources, {}, layer.source_nodes, (n,), tensor=layer.tensor))
         ctx.model.outputs[out] = new.name

@@ -57,7 +57,7 @@ def lower_input(ctx: LoweringContext, value: str) -> None:
     if any(s != 1.0 for s in stds):
         options["normstds"] = stds
     layer = ctx.append(LoweredLayer(ctx.names.claim(value, "data"), "input", options, [], {},
-                                 (value,), (c, h, w), tensor=value))
+                                    (value,), (c, h, w), tensor=value))
     ctx.layer_of[value] = layer.name
     ctx.model.inputs[value] = layer.name
     ctx.model.input_info.setdefault("sources", {})[value] = {"layer": layer.name,
@@ -79,7 +79,7 @@ def lower_sequence_input(ctx: LoweringContext, value: str, shape) -> None:
     if stds[0] != 1.0:
         options["normstds"] = stds
     layer = ctx.append(LoweredLayer(ctx.names.claim(value, "data"), "input", options, [], {},
-                                 (value,), (1, 1, steps * features), tensor=value))
+                                    (value,), (1, 1, steps * features), tensor=value))
     ctx.layer_of[value] = layer.name
     ctx.model.inputs[value] = layer.name
     source = {"layer": layer.name, "shape": [steps, features]}

@@ -119,10 +119,11 @@ def lower_recurrent(ctx: LoweringContext, node: Node) -> None:
         options = {"n": n, "rnntype": RNN_TYPE[node.op_type],
                    "outputtype": "samelength" if samelength else "encoding",
                    "reversed": reverse, "act": _cell_act(node)}
-        layer = LoweredLayer(ctx.names.claim(prefix + node.name, "recurrent"), "recurrent", options,
-                          list(src.layers), _weights(ctx, node, k), node.provenance.sources,
-                          (src.steps, n) if samelength else (n,), node.provenance.passes,
-                          tensor=node.outputs[0 if samelength else 1])
+        name = ctx.names.claim(prefix + node.name, "recurrent")
+        layer = LoweredLayer(name, "recurrent", options,
+                             list(src.layers), _weights(ctx, node, k), node.provenance.sources,
+                             (src.steps, n) if samelength else (n,), node.provenance.passes,
+                             tensor=node.outputs[0 if samelength else 1])
         ctx.append(layer)
         layers.append(layer.name)
         if reverse and samelength:
@@ -237,8 +238,8 @@ def lower_per_step_dense(ctx: LoweringContext, node: Node) -> None:
     for c in claimed:
         provenance = provenance.merged(c.provenance, None)
     layer = LoweredLayer(ctx.names.claim(node.name, "fc"), "output" if as_output else "fc",
-                      options, list(seq.layers), weights, provenance.sources, (seq.steps, m),
-                      provenance.passes, tensor=cur)
+                         options, list(seq.layers), weights, provenance.sources, (seq.steps, m),
+                         provenance.passes, tensor=cur)
     ctx.append(layer)
     ctx.claimed.update(c.name for c in claimed)
     ctx.layer_of[cur] = layer.name
@@ -259,11 +260,11 @@ def lower_sequence_softmax(ctx: LoweringContext, node: Node) -> None:
 
 
 def _output_layer(ctx, out: str, seq: Seq, act: str, sources=()) -> None:
-    layer = LoweredLayer(ctx.names.claim(f"{ctx.layer_of.get(out, seq.layers[0])}_output", "output"),
-                      "output", {"n": seq.width, "act": act, "includebias": False,
-                                 "fullconnect": False,
-                                 "error": schema.default("output", "error")},
-                      list(seq.layers), {}, tuple(sources), (seq.steps, seq.width), tensor=out)
+    name = ctx.names.claim(f"{ctx.layer_of.get(out, seq.layers[0])}_output", "output")
+    layer = LoweredLayer(name, "output",
+                         {"n": seq.width, "act": act, "includebias": False,
+                          "fullconnect": False, "error": schema.default("output", "error")},
+                         list(seq.layers), {}, tuple(sources), (seq.steps, seq.width), tensor=out)
     ctx.append(layer)
     ctx.layer_of[out] = layer.name
     ctx.model.outputs[out] = layer.name
