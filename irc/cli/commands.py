@@ -92,7 +92,7 @@ def cmd_passes(args) -> int:
 def cmd_ops(args) -> int:
     """The support tables, generated from the frontends' handler registries."""
     from irc.frontends.caffe import CAFFE_LAYERS
-    from irc.frontends.onnx.registry import onnx_ops
+    from irc.frontends.onnx.catalog import onnx_ops
 
     registries = [("ONNX ops", onnx_ops()), ("Caffe layers", CAFFE_LAYERS)]
     try:

@@ -11,7 +11,7 @@ from onnx import helper, numpy_helper
 
 from irc.api import compile as compile_model
 from irc.errors import GraphInvalid, IrcError
-from irc.frontends.onnx.registry import onnx_ops
+from irc.frontends.onnx.catalog import onnx_ops
 from irc.verify import verify
 
 OPSET = 17

@@ -59,7 +59,7 @@ def two_output_model(keras):
 
 
 def test_onnx_is_clean_nchw_and_named_after_keras(two_output_model):
-    from irc.frontends.onnx.registry import onnx_ops
+    from irc.frontends.onnx.catalog import onnx_ops
 
     ONNX_OPS = onnx_ops()
 

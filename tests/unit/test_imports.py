@@ -17,14 +17,10 @@ import networkx as nx
 ROOT = Path(__file__).resolve().parents[2] / "irc"
 
 # Edges allowed to close a circle, each with why. Remove an entry once its circle is gone.
-#
-# The ONNX registry's onnx_ops() imports the handler modules that fill it (in a function, so
-# a handler importing the registry never sees it half built); being moved out of importer.py
-# at the time of writing. The passes had the same loader-in-the-registry form; a catalog
-# module of its own (irc/passes/catalog.py) ended their circle.
-ALLOWED = {("irc.frontends.onnx.registry", f"irc.frontends.onnx.{m}")
-           for m in ("handlers", "handlers_constants", "handlers_dense", "handlers_rnn",
-                     "handlers_select", "handlers_shape")}
+# None today: the pass, ONNX and Caffe registries each have a module of their own that imports
+# nothing back, and a catalog module (irc/passes/catalog.py, irc/frontends/onnx/catalog.py)
+# imports the handler modules that fill them.
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

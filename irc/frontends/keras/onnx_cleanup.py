@@ -276,7 +276,7 @@ def _finish_outputs(g: _Graph, names: list[str]) -> None:
 
 def _check_clean(g: _Graph, problems: list[str], label: str) -> None:
     """Every op one irc converts; every transpose a Keras Flatten feeding Dense layers."""
-    from irc.frontends.onnx.registry import onnx_ops
+    from irc.frontends.onnx.catalog import onnx_ops
 
     unsupported = [f"{n.name}: ONNX {n.op_type}, which irc does not convert" for n in g.g.node
                    if n.op_type not in onnx_ops() or n.domain not in ("", "ai.onnx")]

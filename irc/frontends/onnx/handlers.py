@@ -13,7 +13,7 @@ from irc.frontends.onnx.handlers_rnn import reads_sequence
 from irc.frontends.onnx.registry import ONNX_OPS as reg
 
 # The ops split into modules of their own register on import: importing this module (as older
-# callers do) still fills the whole registry. registry.onnx_ops() is the one entry point.
+# callers do) still fills the whole registry. catalog.onnx_ops() is the one entry point.
 from irc.frontends.onnx import (handlers_constants, handlers_dense,  # noqa: F401,E402
                                 handlers_select, handlers_shape)
 

@@ -16,7 +16,8 @@ from irc.frontends.registry import format_unsupported
 from irc.ir.graph import Graph, Provenance
 from irc.ir.tensors import BATCH, TensorType
 from irc.frontends.onnx import const_eval, loader, shape_folding
-from irc.frontends.onnx.registry import ONNX_OPS, WHY_UNSUPPORTED, onnx_ops
+from irc.frontends.onnx.catalog import onnx_ops
+from irc.frontends.onnx.registry import ONNX_OPS, WHY_UNSUPPORTED
 from irc.limits import check_graph_size, check_tensor_bytes, graph_depth
 
 def node_label(node: onnx.NodeProto, index: int) -> str:

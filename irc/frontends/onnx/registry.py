@@ -1,8 +1,9 @@
 """The ONNX op registry: one handler per op type, filled by the handler modules.
 
 Handler modules import :data:`ONNX_OPS` from here (never from the importer, which imports them:
-that would be an import circle). :func:`onnx_ops` imports every handler module, so a reader of
-the registry (the importer, ``irc ops``, the Keras cleanup check) sees it full.
+that would be an import circle); this module imports none of them. A reader of the registry
+(the importer, ``irc ops``, the Keras clean-up check) calls
+:func:`irc.frontends.onnx.catalog.onnx_ops`, which imports every handler module first.
 """
 from __future__ import annotations
 
@@ -17,10 +18,3 @@ WHY_UNSUPPORTED = {
                      "until a server round-trip confirms them. Replace the transposed "
                      "convolution (e.g. by a resize and a convolution) in the source model",
 }
-
-
-def onnx_ops() -> HandlerRegistry:
-    """The registry with every handler module imported."""
-    from irc.frontends.onnx import (handlers, handlers_constants, handlers_dense,  # noqa: F401
-                                    handlers_rnn, handlers_select, handlers_shape)
-    return ONNX_OPS
