@@ -207,6 +207,14 @@ def test_eltwise_sum_of_three_with_coefficients_after_relu(tmp_path):
     check_against_opencv(tmp_path, net(body), X)
 
 
+def test_eltwise_max_of_three(tmp_path):
+    """Eltwise MAX -> two chained max(a, b) = a + relu(b - a) rewrites (legalize_max_min)."""
+    body = conv("a", "data", 4, 3, "pad: 1") + conv("b", "data", 4, 1) \
+        + conv("c", "data", 4, 3, "pad: 1") \
+        + layer("m", "Eltwise", ["a", "b", "c"], params="eltwise_param { operation: MAX }")
+    check_against_opencv(tmp_path, net(body), X)
+
+
 # own_phase: Caffe keeps a layer whose own phase field is TRAIN (Net::Init only fills it when
 # unset), and so do irc and the oracle (tests/caffe/test_phase_rules.py).
 @pytest.mark.parametrize("rule", ["include { phase: TRAIN }", "exclude { phase: TEST }",
@@ -305,9 +313,10 @@ def test_refused_parameters_are_listed_together(tmp_path):
         compile_caffe(proto, None, tmp_path / "out")
     text = str(err.value)
     for name, why in [("dil", "dilation [2]"), ("prod", "PROD"),
-                      ("mx", "MAX"), ("cat", "axis 2"), ("sm", "Softmax over axis 1")]:
+                      ("cat", "axis 2"), ("sm", "Softmax over axis 1")]:
         assert f"{name}: " in text and why in text, (name, why, text)
     assert "lk: " not in text  # any ReLU slope converts now (exact, legalize_prelu)
+    assert "mx: " not in text  # Eltwise MAX converts now (exact, legalize_max_min)
     assert err.value.file == str(proto) and err.value.node == "dil" and err.value.hint
 
 

@@ -239,7 +239,8 @@ def scale_layer(cv, i):
 
 @reg.register("Eltwise")
 def eltwise(cv, i):
-    """Eltwise SUM (coefficients as Mul by constants) -> Sum; PROD and MAX are refused."""
+    """Eltwise SUM (coefficients as Mul by constants) -> Sum; MAX -> pairwise Max (irc's exact
+    rewrite a + relu(b - a)); PROD is refused."""
     layer = cv.net.layers[i]
     p = layer.param("eltwise_param")
     if len(layer.tops) != 1:
@@ -251,9 +252,14 @@ def eltwise(cv, i):
         if ins:
             cv.define(cv.layer_out[i][0], ins[0][1])  # later layers are still checked
         raise Skip
+    if p.operation == pb.EltwiseParameter.MAX and len({s for _, s in ins}) == 1:
+        _eltwise_max(cv, i, ins)
+        return
     if p.operation != pb.EltwiseParameter.SUM:
-        cv.problem(f"Eltwise {pb.EltwiseParameter.EltwiseOp.Name(p.operation)}: Viya's "
-                   "residual layer only adds")
+        cv.problem(f"Eltwise {pb.EltwiseParameter.EltwiseOp.Name(p.operation)}: an "
+                   "element-wise product, which Viya lacks (its residual layer adds)"
+                   if p.operation == pb.EltwiseParameter.PROD else
+                   "Eltwise MAX of bottoms of different shapes")
         cv.define(cv.layer_out[i][0], ins[0][1])  # later layers are still checked
         raise Skip
     shapes = {s for _, s in ins}
@@ -274,6 +280,18 @@ def eltwise(cv, i):
     out = cv.layer_out[i][0]
     cv.node("Sum" if len(terms) > 1 else "Identity", terms, [out])
     cv.define(out, shapes.pop())
+
+
+def _eltwise_max(cv, i, ins) -> None:
+    """max(a, b, c, ...) as a chain of two-input Max, in bottom order."""
+    out = cv.layer_out[i][0]
+    current = ins[0][0]
+    for k, (t, _) in enumerate(ins[1:], start=1):
+        last = k == len(ins) - 1
+        target = out if last else cv.temp(f"max{k}")
+        cv.node("Max", [current, t], [target], suffix="" if last else f"max{k}")
+        current = target
+    cv.define(out, ins[0][1])
 
 
 @reg.register("ReLU")
