@@ -207,6 +207,14 @@ def test_eltwise_sum_of_three_with_coefficients_after_relu(tmp_path):
     check_against_opencv(tmp_path, net(body), X)
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["per_channel", "channel_shared"])
+def test_prelu(tmp_path, shared):
+    """PReLU -> relu(x) - a*relu(-x) (legalize_prelu); slopes from the caffemodel."""
+    params = "prelu_param { channel_shared: true }" if shared else ""
+    body = conv("c", "data", 4, 3, "pad: 1") + layer("p", "PReLU", "c", params=params)
+    check_against_opencv(tmp_path, net(body), X)
+
+
 def test_eltwise_max_of_three(tmp_path):
     """Eltwise MAX -> two chained max(a, b) = a + relu(b - a) rewrites (legalize_max_min)."""
     body = conv("a", "data", 4, 3, "pad: 1") + conv("b", "data", 4, 1) \

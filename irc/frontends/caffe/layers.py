@@ -308,6 +308,18 @@ def relu(cv, i):
     cv.define(out, shape)
 
 
+@reg.register("PReLU")
+def prelu(cv, i):
+    """PReLU (one slope per channel, or shared) -> PRelu (irc's exact rewrite
+    relu(x) - a*relu(-x))."""
+    x, shape, out = _single(cv, i)
+    shared = cv.net.layers[i].param("prelu_param").channel_shared
+    (slope,) = cv.weights([("slope", (1,) if shared else (shape[1],))])
+    per_channel = slope.reshape((-1,) + (1,) * (len(shape) - 2)) if not shared else slope
+    cv.node("PRelu", [x, cv.const("slope", per_channel)], [out])
+    cv.define(out, shape)
+
+
 @reg.register("Sigmoid")
 def sigmoid(cv, i):
     """Sigmoid -> Sigmoid."""
