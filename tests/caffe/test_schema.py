@@ -143,8 +143,8 @@ def test_real_lenet_caffemodel_loads():
 def test_irc_ops_lists_the_caffe_layers():
     table = dict(CAFFE_LAYERS.support_table())
     assert set(table) == {"BatchNorm", "Concat", "Convolution", "Data", "Dropout", "Eltwise",
-                          "Flatten", "InnerProduct", "Input", "MemoryData", "Pooling", "PReLU", "ReLU",
-                          "Scale", "Sigmoid", "Softmax", "Split", "TanH"}
+                          "Flatten", "InnerProduct", "Input", "MemoryData", "Pooling", "PReLU",
+                          "ReLU", "Scale", "Sigmoid", "Softmax", "Split", "TanH"}
     assert all(note for note in table.values())
 
 
