@@ -26,7 +26,9 @@ def import_model(source, input_shape=None, weights=None, **frontend_options) -> 
     report("importing ONNX into irc's graph")
     # Keras, Caffe and PyTorch frontends already fixed the input shape in the ONNX they made.
     shapes = input_shape if src.kind == "onnx" else None
-    graph = import_onnx(lowered.onnx, input_shapes=shapes, label=src.label)
+    # notes: an ONNX model older than opset 9 is upgraded, which the user is told
+    graph = import_onnx(lowered.onnx, input_shapes=shapes, label=src.label,
+                        notes=lowered.warnings)
     return Imported(graph, src, lowered.has_weights, lowered.warnings)
 
 

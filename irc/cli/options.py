@@ -60,7 +60,6 @@ def _input_spec(args):
     return InputSpec(**values, channel_order=args.channel_order or "bgr", spelling="--")
 
 
-_input_options = _input_spec  # the name irc/cli/commands.py imports, until it moves
 
 
 def _frontend_options(args) -> dict:

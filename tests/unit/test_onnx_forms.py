@@ -154,3 +154,12 @@ def test_slice_over_whole_axes_selects_only_the_cut_ones():
     whole = b.op("Slice", b.input, b.const(np.array([0], np.int64)),
                  b.const(np.array([big], np.int64)), b.const(np.array([0], np.int64)))
     assert assert_same(b.build([whole])) == ["Identity"]
+
+
+def test_the_upgrade_note_reaches_the_compiled_model():
+    import irc
+
+    b = OnnxBuilder("o", SHAPE, opset=7)
+    model = irc.compile(b.build([b.op("Relu", b.op("Conv", b.input, b.const(
+        np.ones((2, 4, 1, 1), np.float32)), kernel_shape=[1, 1]))]))
+    assert any("opset 7 was upgraded to opset 13" in note for note in model.notes)

@@ -137,14 +137,14 @@ def test_large_expression_is_not_kept_after_a_whole_read():
 
 def test_hdf5_writer_streams_expressions(tmp_path):
     from irc.backends.viya.hdf5 import write_weights
-    from irc.backends.viya.model import LazyWeight, ViyaLayer, ViyaModel
+    from irc.backends.viya.model import LazyWeight, LoweredLayer, ViyaModel
 
     store = WeightStore()
     handle = store.add(W2.T.copy(), "w_in_out")
     expr = handle.lazy().T.scale(np.linspace(1, 2, 53), axis=1)
-    layer = ViyaLayer("fc1", "fc", {"n": 37}, [], {"kernel": LazyWeight.of(expr),
+    layer = LoweredLayer("fc1", "fc", {"n": 37}, [], {"kernel": LazyWeight.of(expr),
                                                   "bias": LazyWeight((37,), lambda: np.ones(37))})
-    assert LazyWeight((53, 37), handle.numpy).expr is not None  # lowering's form streams too
+    assert LazyWeight.of(handle).expr is not None  # lowering's form streams too
     write_weights(ViyaModel("m", [layer]), tmp_path / "w.h5")
     with h5py.File(tmp_path / "w.h5") as f:
         kernel = f["fc1/fc1/kernel:0"][()]
@@ -153,12 +153,12 @@ def test_hdf5_writer_streams_expressions(tmp_path):
 
 def test_hdf5_writer_refuses_non_finite_values_of_an_expression(tmp_path):
     from irc.backends.viya import hdf5
-    from irc.backends.viya.model import LazyWeight, ViyaLayer, ViyaModel
+    from irc.backends.viya.model import LazyWeight, LoweredLayer, ViyaModel
     from irc.errors import InvalidModel
 
     bad = W2.copy()
     bad[-1, -1] = np.inf
-    layer = ViyaLayer("fc1", "fc", {"n": 53}, [],
+    layer = LoweredLayer("fc1", "fc", {"n": 53}, [],
                       {"kernel": LazyWeight.of(we.ArrayLeaf(bad).T)})
     with pytest.raises(InvalidModel, match="NaN or infinite"):
         hdf5.write_weights(ViyaModel("m", [layer]), tmp_path / "w.h5")

@@ -143,4 +143,3 @@ class ViyaModel:
         return "\n".join(lines)
 
 
-ViyaLayer = LoweredLayer  # transitional: tests/unit/test_weight_expr.py still imports this name
