@@ -103,3 +103,22 @@ def test_module_without_example_inputs_takes_input_shape_or_asks(tmp_path):
         irc.compile(module)
     irc.compile(module, input_shape=(1, 3, 12, 12)).save(tmp_path / "o")
     assert verify(module, tmp_path / "o").ok
+
+
+def test_dynamo_export_after_tensorflow_is_loaded(tmp_path):
+    """TensorFlow then triton in one process segfaults; irc keeps triton out of a process that
+    has loaded TensorFlow, so a Keras compile followed by a PyTorch one works. Run in a fresh
+    interpreter (this one imported triton first on purpose: tests/conftest.py)."""
+    import subprocess
+    import sys
+
+    code = ("import os; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\n"
+            "import tensorflow, torch, irc\n"
+            "m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()\n"
+            "model = irc.compile(m, example_inputs=(torch.randn(1, 3, 8, 8),), "
+            "torch_exporter='dynamo')\n"
+            "print('layers', len(model.layers))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "layers 3" in result.stdout

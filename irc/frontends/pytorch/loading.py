@@ -22,6 +22,7 @@ it holds no model. The reasons, per form:
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 import zipfile
 from contextlib import contextmanager
@@ -50,12 +51,24 @@ class TorchModel:
 
 def torch_module():
     """``torch``, imported only when a PyTorch model is compiled (it takes seconds)."""
+    _keep_triton_out_after_tensorflow()
     try:
         import torch
     except ImportError as exc:
         raise InvalidModel(f"the PyTorch frontend needs torch ({exc})",
                            hint="pip install 'irc[torch]'") from None
     return torch
+
+
+def _keep_triton_out_after_tensorflow() -> None:
+    """Importing triton (torch's GPU kernel compiler, which the dynamo exporter probes for) in a
+    process that has already loaded TensorFlow crashes the interpreter with a segmentation fault
+    (measured with torch 2.14.1's triton and TensorFlow 2.21: `import tensorflow; import triton`;
+    the other order works). irc compiles nothing with triton, so when TensorFlow is loaded and
+    triton is not, triton is made unimportable for this process: torch then reports it absent
+    (its probes catch the ImportError) and exports on the CPU as usual."""
+    if "tensorflow" in sys.modules and "triton" not in sys.modules:
+        sys.modules["triton"] = None  # `import triton` now raises ImportError
 
 
 def is_torch_object(obj) -> bool:
