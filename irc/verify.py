@@ -234,8 +234,8 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
                                  "conversion) so there is nothing to run", file=str(outdir))
     src = open_source(source, weights, **frontend_options)
     fixed = declared_batch(src, _batch_axis(payloads))
-    feeds = inputs if inputs is not None else make_inputs(payloads, seed,
-                                                          _example_count(fixed, batch))
+    feeds = float32_inputs(inputs) if inputs is not None else make_inputs(
+        payloads, seed, _example_count(fixed, batch))
     missing = set(payloads["input"]["sources"]) - set(feeds)
     if missing:
         raise IrcIOError(f"inputs lack {sorted(missing)}",
@@ -273,8 +273,25 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
 def load_inputs(path) -> dict[str, np.ndarray]:
     try:
         with np.load(path) as data:
-            return {k: np.asarray(data[k], np.float32) for k in data.files}
+            arrays = {k: np.asarray(data[k]) for k in data.files}
     except (OSError, ValueError) as exc:
         raise IrcIOError(f"cannot read inputs: {exc}", file=str(path),
                          hint="give an .npz with one array per model input, named as the input"
                          ) from None
+    return float32_inputs(arrays, str(path))
+
+
+def float32_inputs(arrays: dict, label: str | None = None) -> dict[str, np.ndarray]:
+    """The inputs as float32, as Viya computes; a finite value float32 cannot hold (|v| above
+    3.4e38) is refused instead of turning into inf and showing up as a mismatch."""
+    out = {}
+    for name, array in arrays.items():
+        array = np.asarray(array)
+        as32 = array.astype(np.float32)
+        if array.dtype.kind == "f" and np.any(np.isfinite(array) & ~np.isfinite(as32)):
+            raise IrcIOError(f"input {name!r} holds finite values beyond float32's range "
+                             f"(largest |value| {float(np.nanmax(np.abs(array))):.3g})",
+                             file=label, hint="Viya computes in float32: give inputs within "
+                                              "+-3.4e38")
+        out[name] = as32
+    return out

@@ -171,3 +171,19 @@ def test_onnxruntime_detail_is_kept_without_blaming_the_source(tmp_path, monkeyp
     text = str(err.value)
     assert "some detail" in text and "input [2, 3, 12, 12]" not in text
     assert "input [1, 3, 12, 12]" in text and "itself is broken" not in text
+
+
+def test_inputs_beyond_float32_are_refused_not_reported_as_a_mismatch(tmp_path):
+    """A float64 input Viya cannot hold (|v| > 3.4e38) would become inf and show as a mismatch;
+    verify (and --inputs files) refuse it with the reason instead."""
+    from irc.errors import IrcIOError
+    from irc.verify import float32_inputs, load_inputs
+
+    big = np.array([[1.0, 9e223]])
+    with pytest.raises(IrcIOError, match="beyond float32's range"):
+        float32_inputs({"x": big})
+    np.savez(tmp_path / "x.npz", x=big)
+    with pytest.raises(IrcIOError, match="beyond float32's range"):
+        load_inputs(tmp_path / "x.npz")
+    ok = float32_inputs({"x": np.array([[1.0, np.inf, 3e38]])})["x"]
+    assert ok.dtype == np.float32 and np.isinf(ok[0, 1])  # inf stays inf: the user gave it
