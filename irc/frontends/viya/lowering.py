@@ -32,7 +32,10 @@ FUSED = {"identity", *ACTIVATION_OPS.values()}   # activations an IR carrier op 
 ACT_OP = {v: k for k, v in ACTIVATION_OPS.items()}
 
 
-class _Lowering:
+class ExportLowering:
+    """A Viya model read back from its files, lowered to an IR graph for `irc export` (the
+    reverse of the Viya backend's lowering)."""
+
     def __init__(self, model: ViyaModelFiles, options: ExportOptions):
         self.model, self.options, self.ex = model, options, options.executor
         self.graph = Graph(model.name or "viya_model")
@@ -257,4 +260,4 @@ class _Lowering:
 
 def to_graph(model: ViyaModelFiles, options: ExportOptions | None = None) -> Graph:
     """The IR graph of a Viya model whose layers all have weights loaded."""
-    return _Lowering(model, options or ExportOptions()).run()
+    return ExportLowering(model, options or ExportOptions()).run()
