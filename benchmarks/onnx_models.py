@@ -71,8 +71,11 @@ def vgg16(image: int = 224, classes: int = 1000, seed: int = 0, dense: str = "ge
 
 
 def big_external(folder, in_features: int = 512 * 7 * 7, out_features: int = 22_000,
-                 seed: int = 0):
+                 seed: int = 0, transposed: bool = False):
     """A conv + fc model whose fc weight (2.2 GB) lives in an external data file.
+
+    ``transposed``: the weight stored (in, out) for a Gemm with transB=0, as TensorFlow-side
+    exporters write it, so irc must transpose 2.2 GB before writing.
 
     The weight file is filled in chunks through a memory map, so building it never holds
     2 GB in memory, and the .onnx file itself stays small (protobuf cannot exceed 2 GB).
@@ -85,10 +88,10 @@ def big_external(folder, in_features: int = 512 * 7 * 7, out_features: int = 22_
 
     folder = Path(folder)
     data_path = folder / "big.data"
-    shape = (out_features, in_features)
+    shape = (in_features, out_features) if transposed else (out_features, in_features)
     weight = np.memmap(data_path, dtype=np.float32, mode="w+", shape=shape)
     rng = np.random.default_rng(seed)
-    for start in range(0, out_features, 1000):
+    for start in range(0, shape[0], 1000):
         rows = weight[start:start + 1000]
         rows[...] = rng.standard_normal(rows.shape, dtype=np.float32) / np.sqrt(in_features)
     weight.flush()
@@ -102,7 +105,8 @@ def big_external(folder, in_features: int = 512 * 7 * 7, out_features: int = 22_
     x = b.op("Relu", b.conv(b.input, 512, 3, stride=2, pads=[1, 1, 1, 1]))
     x = b.op("Flatten", x)
     graph = helper.make_graph(
-        b.nodes + [helper.make_node("Gemm", [x, "fc_w"], ["logits"], name="fc", transB=1)],
+        b.nodes + [helper.make_node("Gemm", [x, "fc_w"], ["logits"], name="fc",
+                                    transB=0 if transposed else 1)],
         "big", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 14, 14])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", out_features])],
         initializer=b.inits + [tensor])

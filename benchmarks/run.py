@@ -272,7 +272,7 @@ def main() -> None:
 
     import onnx
 
-    from layouts import bench_layouts
+    from layouts import bench_big_layouts, bench_layouts
     from onnx_models import big_external, resnet50, vgg16
 
     # Bytecode for irc, as a user's second run has it (PYTHONDONTWRITEBYTECODE would otherwise
@@ -294,6 +294,8 @@ def main() -> None:
                 made.unlink(missing_ok=True)
         layout_lines = [] if args.no_layouts or args.skip_vgg else bench_layouts(
             tmp, args.repeat, run_child, weight_bytes, args.dlpy_venv, args.layouts)
+        if args.big and not args.no_layouts:
+            layout_lines += bench_big_layouts(tmp, args.repeat, run_child, weight_bytes)
         keras_names = [] if args.no_keras else args.keras + ([BIG_DENSE] if args.big else [])
         keras_rows = [bench_keras(name, tmp, args.tf2onnx_cap_gb * 1024)
                       for name in keras_names]
