@@ -266,8 +266,25 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
                                             a.max_rel, a.ok, a.scaled, a.margin))
     notes = [f"the source declares a fixed batch of {fixed}: run in batches of {fixed}"] \
         if fixed and fixed > 1 else []
+    notes += _weak_comparisons(comparisons, reference, atol)
     return VerifyResult(comparisons, rtol, atol, batch_first(payloads, source_input).shape[0],
                         notes)
+
+
+def _weak_comparisons(comparisons, reference, atol: float) -> list[str]:
+    """Outputs whose largest value is within atol of zero (a net whose random or dead weights
+    make its output vanish): any layer could be wrong and they would still match. Said, so a
+    passing verification is not mistaken for a proof."""
+    notes = []
+    for c in comparisons:
+        scale = float(np.abs(reference[c.source_output]).max()) if reference[
+            c.source_output].size else 0.0
+        if scale <= atol:
+            notes.append(f"output {c.source_output!r}: the source's values are all within atol "
+                         f"of zero (largest |value| {scale:.3g} <= {atol:g}), so this comparison "
+                         "cannot tell a wrong layer from a right one; verify with inputs or "
+                         "weights that give the output a real scale (--inputs, trained weights)")
+    return notes
 
 
 def load_inputs(path) -> dict[str, np.ndarray]:

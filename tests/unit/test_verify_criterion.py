@@ -187,3 +187,15 @@ def test_inputs_beyond_float32_are_refused_not_reported_as_a_mismatch(tmp_path):
         load_inputs(tmp_path / "x.npz")
     ok = float32_inputs({"x": np.array([[1.0, np.inf, 3e38]])})["x"]
     assert ok.dtype == np.float32 and np.isinf(ok[0, 1])  # inf stays inf: the user gave it
+
+
+def test_a_vanishing_output_is_said_to_prove_nothing(tmp_path):
+    """A net whose outputs are all within atol of zero passes any comparison; verify says so."""
+    b = OnnxBuilder("tiny", (1, 3, 6, 6))
+    x = b.op("Conv", b.input, b.const(np.full((2, 3, 1, 1), 1e-9, np.float32)),
+             kernel_shape=[1, 1])
+    model = b.build([x])
+    irc.compile(model).save(tmp_path / "o")
+    result = verify(model, tmp_path / "o")
+    assert result.ok and any("cannot tell a wrong layer" in n for n in result.notes)
+    assert "note: output" in result.table()
