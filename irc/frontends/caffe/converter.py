@@ -17,6 +17,7 @@ from irc.frontends.caffe.registry import CAFFE_LAYERS, LABEL, Skip
 from irc.frontends.registry import format_unsupported
 from irc.ir.opset import OPSET
 from irc.limits import check_tensor_bytes
+from irc.problems import Problems
 
 # Unsupported layer types whose top has the bottom's shape: the layers after them are still
 # checked, so one error lists every problem.
@@ -38,8 +39,8 @@ class Converter:
         self.drop_lrn = drop_lrn
         self.warnings: list[str] = [f"ignored prototxt fields irc does not read: {f}"
                                     for f in net.ignored_fields]
-        self.problems: list[tuple[str, str]] = []
-        self.weight_problems: list[tuple[str, str]] = []
+        self.problems = Problems()  # (layer, message) of the net, all reported together
+        self.weight_problems = Problems()  # (layer, message) of the caffemodel
         # Built in place: copying a model of hundreds of MB of weights costs seconds.
         self.model = onnx.ModelProto()
         self.nodes = self.model.graph.node
@@ -104,7 +105,7 @@ class Converter:
 
     # ---- problems -------------------------------------------------------------------------
     def problem(self, message: str) -> None:
-        self.problems.append((self.layer.name if self.layer else "net", message))
+        self.problems.add(self.layer.name if self.layer else "net", message)
 
     def warn(self, message: str) -> None:
         self.warnings.append(f"{self.layer.name}: {message}" if self.layer else message)
@@ -174,24 +175,24 @@ class Converter:
         blobs = self.blobs.get(layer.name)
         expected = ", ".join(f"{what} {list(shape)}" for what, shape in specs)
         if not blobs:
-            self.weight_problems.append((layer.name, f"the caffemodel has no blobs for this "
-                                                     f"{layer.type} layer (expected {expected})"))
+            self.weight_problems.add(layer.name, f"the caffemodel has no blobs for this "
+                                                     f"{layer.type} layer (expected {expected})")
             return zeros
         if len(blobs) != len(specs):
-            self.weight_problems.append((layer.name, f"{len(blobs)} blob(s) in the caffemodel, "
+            self.weight_problems.add(layer.name, f"{len(blobs)} blob(s) in the caffemodel, "
                                                      f"the prototxt implies {len(specs)}: "
-                                                     f"{expected}"))
+                                                     f"{expected}")
             return zeros
         arrays = []
         for blob, (what, shape) in zip(blobs, specs):
             try:
                 a = blob_array(blob)
             except ValueError as exc:
-                self.weight_problems.append((layer.name, f"{what} blob: {exc}"))
+                self.weight_problems.add(layer.name, f"{what} blob: {exc}")
                 return zeros
             if a.shape != tuple(shape) and strip_ones(a.shape) != strip_ones(shape):
-                self.weight_problems.append((layer.name, f"{what} blob has shape {list(a.shape)}"
-                                                         f", the prototxt implies {list(shape)}"))
+                self.weight_problems.add(layer.name, f"{what} blob has shape {list(a.shape)}"
+                                                         f", the prototxt implies {list(shape)}")
                 return zeros
             arrays.append(a.reshape(shape))
         return arrays
@@ -209,9 +210,9 @@ class Converter:
         elif len(net.input_dim) == 4 * len(names):
             shapes = [tuple(net.input_dim[4 * i:4 * i + 4]) for i in range(len(names))]
         else:
-            self.problems.append(("net", f"{len(names)} top-level input(s) with "
+            self.problems.add("net", f"{len(names)} top-level input(s) with "
                                          f"{len(net.input_shape)} input_shape and "
-                                         f"{len(net.input_dim)} input_dim values"))
+                                         f"{len(net.input_dim)} input_dim values")
             return
         for name, shape in zip(names, shapes):
             try:
@@ -226,8 +227,8 @@ class Converter:
         if isinstance(self.input_shape, dict):
             unknown = sorted(set(self.input_shape) - set(self.input_tops))
             if unknown:
-                self.problems.append(("net", f"input_shape names {unknown}, which are not net "
-                                             f"inputs ({self.input_tops})"))
+                self.problems.add("net", f"input_shape names {unknown}, which are not net "
+                                             f"inputs ({self.input_tops})")
         self.declare_net_inputs()
         items = [(l.type, l.name) for l in self.net.layers
                  if not (self.drop_lrn and l.type == "LRN")]
@@ -254,7 +255,7 @@ class Converter:
         return self.build()
 
     def raise_problems(self, missing: dict) -> None:
-        lines = [f"  {name}: {msg}" for name, msg in self.problems]
+        lines = [f"  {line}" for line in self.problems.lines()]
         if missing:
             text = format_unsupported("Caffe", missing, "irc converts Caffe layers: "
                                       + ", ".join(CAFFE_LAYERS.op_types())
@@ -265,19 +266,16 @@ class Converter:
             first = next(iter(missing.values()))[0]
             raise UnsupportedOp(text, file=self.label, node=first,
                                 hint="replace these layers in the source net (see `irc ops`)")
-        if lines:
-            raise UnsupportedAttribute(
-                f"{len(lines)} problem(s) converting the Caffe net:\n" + "\n".join(lines),
-                file=self.label, node=self.problems[0][0],
-                hint="each listed layer computes something irc/Viya cannot express exactly; "
-                     "change it in the source net")
-        if self.weight_problems:
-            lines = [f"  {name}: {msg}" for name, msg in self.weight_problems]
-            raise InvalidModel(
-                f"the caffemodel does not match the prototxt ({len(lines)} layer(s)):\n"
-                + "\n".join(lines), file=self.caffemodel_label, node=self.weight_problems[0][0],
-                hint="pass the caffemodel trained with this network definition "
-                     f"({self.label})")
+        self.problems.raise_if_any(
+            UnsupportedAttribute, f"{len(lines)} problem(s) converting the Caffe net:\n  ",
+            sep="\n  ", file=self.label,
+            hint="each listed layer computes something irc/Viya cannot express exactly; change "
+                 "it in the source net")
+        self.weight_problems.raise_if_any(
+            InvalidModel, f"the caffemodel does not match the prototxt "
+                          f"({len(self.weight_problems)} layer(s)):\n  ",
+            sep="\n  ", file=self.caffemodel_label,
+            hint=f"pass the caffemodel trained with this network definition ({self.label})")
 
     def outputs(self) -> list[str]:
         """Caffe's net outputs: final blob versions that no later layer reads."""

@@ -18,6 +18,7 @@ from irc.ir.tensors import BATCH, TensorType
 from irc.frontends.onnx import const_eval, loader, shape_folding
 from irc.frontends.onnx.catalog import onnx_ops
 from irc.frontends.onnx.registry import ONNX_OPS, WHY_UNSUPPORTED
+from irc.problems import Problems
 from irc.limits import check_graph_size, check_tensor_bytes, graph_depth
 
 def node_label(node: onnx.NodeProto, index: int) -> str:
@@ -44,7 +45,7 @@ class OnnxImporter:
         loader.check_names(model, label)
         self.opset = loader.check_opset(model, label)
         self.graph = Graph(_graph_name(model, label))
-        self.problems: list[tuple[str, str]] = []
+        self.problems = Problems()  # (node, message), all reported at the end
         self._input_shapes = input_shapes
         self._types: dict[str, TensorType] = {}
         self._batch_values: set[str] = set()  # values computed from a graph input
@@ -54,7 +55,7 @@ class OnnxImporter:
 
     # ---- handler helpers ------------------------------------------------------------------
     def problem(self, message: str) -> None:
-        self.problems.append((self._current or "?", message))
+        self.problems.add(self._current or "?", message)
 
     def is_const(self, name: str) -> bool:
         return bool(name) and self.graph.has_value(name) and self.graph.is_const(name)
@@ -189,12 +190,10 @@ class OnnxImporter:
                     self._batch_values.add(out)
 
     def _raise_problems(self) -> None:
-        if self.problems:
-            lines = [f"  {name}: {msg}" for name, msg in self.problems]
-            raise UnsupportedAttribute(
-                f"{len(self.problems)} problem(s) converting the ONNX graph:\n" + "\n".join(lines),
-                file=self.label, hint="each listed node computes something Viya cannot; change it "
-                                      "in the source model")
+        self.problems.raise_if_any(
+            UnsupportedAttribute, f"{len(self.problems)} problem(s) converting the ONNX graph:\n  ",
+            sep="\n  ", file=self.label, name_node=False,
+            hint="each listed node computes something Viya cannot; change it in the source model")
 
     def run(self) -> Graph:
         nodes = self.model.graph.node

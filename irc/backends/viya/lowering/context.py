@@ -14,6 +14,7 @@ from irc.backends.viya import schema
 from irc.backends.viya.model import LazyWeight, LoweredLayer, ViyaModel
 from irc.backends.viya.names import NameTable
 from irc.input_spec import InputSpec
+from irc.problems import Problems
 from irc.ir.graph import Graph, Node
 
 # Viya fixes these slopes (viya-semantics); any other value is rewritten exactly before
@@ -41,7 +42,7 @@ class LoweringContext:
         # bidirectional recurrent op is two layers; consumers list both as srcLayers)
         self.multi: dict[str, list[str]] = {}
         self.flattened: set[str] = set()  # IR values that are a Flatten of a layer's output
-        self.problems: list[str] = []
+        self.problems = Problems()  # every problem, raised together by the driver
         self.refusals: dict[str, list[str]] = {}  # node -> why passes left it alone
         for _pass_name, node_name, reason in refusals:  # the user reads reasons, not passes
             if reason not in self.refusals.get(node_name, []):
@@ -61,7 +62,8 @@ class LoweringContext:
         sources = ", ".join(node.provenance.sources) or node.name
         why = "".join(f"\n      (irc's exact rewrite into Viya layers does not apply: {r})"
                       for r in self.refusals.get(node.name, []))
-        self.problems.append(f"{node.name} ({node.op_type}, from {sources}): {message}{why}")
+        # the text names the node itself (with its op and sources), so no separate place
+        self.problems.add(None, f"{node.name} ({node.op_type}, from {sources}): {message}{why}")
 
     def note(self, text: str) -> None:
         """An open point the model relies on, stated once in model.json's notes."""

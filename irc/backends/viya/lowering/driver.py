@@ -54,13 +54,13 @@ def lower(graph: Graph, name: str | None = None, input_spec: InputSpec | dict | 
     recurrent.finish(ctx)
     dense.add_output_layers(ctx)
     if spec.channel_order == "rgb" and not ctx.problems:
-        ctx.problems += read_rgb_as_bgr(ctx.model)
-    if ctx.problems:
-        raise ViyaCannotExpress(
-            f"{len(ctx.problems)} node(s) cannot become Viya layers:\n"
-            + "\n".join(f"  {p}" for p in ctx.problems), file=label or None,
-            hint="Viya would compute something else for these; change them in the source model "
-                 "(see `irc inspect MODEL` for the graph irc sees)")
+        for text in read_rgb_as_bgr(ctx.model):
+            ctx.problems.add(None, text)
+    ctx.problems.raise_if_any(
+        ViyaCannotExpress, f"{len(ctx.problems)} node(s) cannot become Viya layers:\n  ",
+        sep="\n  ", file=label or None, name_node=False,
+        hint="Viya would compute something else for these; change them in the source model "
+             "(see `irc inspect MODEL` for the graph irc sees)")
     ctx.model.source = label
     return ctx.model
 

@@ -33,7 +33,7 @@ def lower_input(ctx: LoweringContext, value: str) -> None:
         c, h, w = image  # (C, L) read by 1-D layers: C x 1 x L
         ctx.note(unit_axis.NOTE_1D)
     elif len(shape) == 2 and not unit_axis.recurrent_model(ctx.graph):
-        ctx.problems.append(unit_axis.not_a_sequence_message(ctx.graph, value))
+        ctx.problems.add(None, unit_axis.not_a_sequence_message(ctx.graph, value))
         return
     elif len(shape) == 2:  # (T, d): a sequence model's input
         lower_sequence_input(ctx, value, shape)
@@ -43,13 +43,13 @@ def lower_input(ctx: LoweringContext, value: str) -> None:
     elif len(shape) == 1:
         c, h, w = shape[0], 1, 1
     else:
-        ctx.problems.append(f"input {value!r} has shape {shape}; Viya takes C,H,W images "
-                            "or feature vectors")
+        ctx.problems.add(None, f"input {value!r} has shape {shape}; Viya takes C,H,W images "
+                               "or feature vectors")
         return
     spec = ctx.input_spec
     constants = spec.per_channel(c)
     if constants is None:
-        ctx.problems.append(f"input {value!r}: offsets/normstds need {c} values")
+        ctx.problems.add(None, f"input {value!r}: offsets/normstds need {c} values")
         return
     offsets, stds = constants
     options = {"nchannels": c, "width": w, "height": h, "scale": spec.scale,
@@ -70,8 +70,8 @@ def lower_sequence_input(ctx: LoweringContext, value: str, shape) -> None:
     spec = ctx.input_spec
     constants = spec.per_channel(1)
     if constants is None or spec.channel_order == "rgb":
-        ctx.problems.append(f"input {value!r} is a sequence (one Viya channel): give one offset "
-                            "and one normstd, and no channel order")
+        ctx.problems.add(None, f"input {value!r} is a sequence (one Viya channel): give one "
+                               "offset and one normstd, and no channel order")
         return
     offsets, stds = constants
     options = {"nchannels": 1, "width": steps * features, "height": 1,
