@@ -184,13 +184,41 @@ def _example_count(fixed: int | None, batch: int) -> int:
 
 
 def _run_onnx(src, feeds: dict[str, np.ndarray], fixed: int | None,
-              axes=(0, {})) -> dict[str, np.ndarray]:
+              axes=(0, {}), notes: list[str] | None = None) -> dict[str, np.ndarray]:
     """onnxruntime's outputs for ``feeds``, in runs of the declared batch when it is fixed.
 
-    ``axes``: the batch axis of the inputs, and of each output where it is not 0."""
+    ``axes``: the batch axis of the inputs, and of each output where it is not 0. A model older
+    than opset 9 that onnxruntime cannot run (it dropped some opset-6 kernels) runs as
+    onnx.version_converter upgrades it, the form irc compiled; ``notes`` is told."""
     from irc.ir.onnx_export import run_onnxruntime
 
     model = src.model if not isinstance(src.model, Path) else str(src.model)
+    try:
+        return _run_onnx_model(run_onnxruntime, model, src, feeds, fixed, axes)
+    except InvalidModel:
+        upgraded = _upgraded_old_opset(src)
+        if upgraded is None:
+            raise
+    if notes is not None:
+        notes.append("onnxruntime cannot run the source at its old opset; verified against it "
+                     "as onnx.version_converter upgrades it (the form irc compiled)")
+    return _run_onnx_model(run_onnxruntime, upgraded, src, feeds, fixed, axes)
+
+
+def _upgraded_old_opset(src):
+    """The source upgraded to the opset irc compiles old models at, or None (not old)."""
+    import onnx
+
+    from irc.frontends.onnx.opset import MIN_OPSET, default_opset, upgrade_old_opset
+
+    model = src.model if isinstance(src.model, onnx.ModelProto) else onnx.load(str(src.model))
+    opset = default_opset(model)
+    if opset is None or opset >= MIN_OPSET:
+        return None
+    return upgrade_old_opset(model, src.label, None)
+
+
+def _run_onnx_model(run_onnxruntime, model, src, feeds, fixed, axes) -> dict[str, np.ndarray]:
     in_axis, out_axes = axes
     if in_axis:  # examples on axis 0 for the slicing below, the source's layout for each run
         feeds = {k: np.moveaxis(v, in_axis, 0) for k, v in feeds.items()}
@@ -246,7 +274,8 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
     check_activation_budget(infer_shapes(model), batch_first(payloads, next(iter(
         feeds.values()))).shape[0], file=str(outdir))
     report(f"verifying: running the source model ({_RUNTIMES.get(src.kind, src.kind)})")
-    reference = _run_onnx(src, feeds, fixed, (_batch_axis(payloads), out_axes)) \
+    run_notes: list[str] = []
+    reference = _run_onnx(src, feeds, fixed, (_batch_axis(payloads), out_axes), run_notes) \
         if src.kind == "onnx" else run_source(src, feeds)
     reference = {k: np.moveaxis(v, out_axes.get(k, 0), 0) for k, v in reference.items()}
     (source_input,) = feeds.values()
@@ -266,7 +295,7 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
                                             a.max_rel, a.ok, a.scaled, a.margin))
     notes = [f"the source declares a fixed batch of {fixed}: run in batches of {fixed}"] \
         if fixed and fixed > 1 else []
-    notes += _weak_comparisons(comparisons, reference, atol)
+    notes += run_notes + _weak_comparisons(comparisons, reference, atol)
     return VerifyResult(comparisons, rtol, atol, batch_first(payloads, source_input).shape[0],
                         notes)
 

@@ -163,3 +163,18 @@ def test_the_upgrade_note_reaches_the_compiled_model():
     model = irc.compile(b.build([b.op("Relu", b.op("Conv", b.input, b.const(
         np.ones((2, 4, 1, 1), np.float32)), kernel_shape=[1, 1]))]))
     assert any("opset 7 was upgraded to opset 13" in note for note in model.notes)
+
+
+def test_an_opset_6_model_onnxruntime_cannot_run_verifies_as_upgraded(tmp_path):
+    """onnxruntime has no opset-6 PRelu kernel: verify runs the model as onnx.version_converter
+    upgrades it (the form irc compiled, with its slope read per channel) and says so."""
+    import irc
+    from irc.verify import verify
+
+    b = OnnxBuilder("old", (2, 4, 5, 5), opset=6)
+    y = b.op("PRelu", b.input, b.const(np.array([0.1, 0.2, 0.3, 0.4], np.float32)))
+    model = b.build([y])
+    irc.compile(model).save(tmp_path / "o")
+    result = verify(model, tmp_path / "o")
+    assert result.ok, result.table()
+    assert any("onnxruntime cannot run the source at its old opset" in n for n in result.notes)
