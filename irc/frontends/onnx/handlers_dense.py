@@ -23,14 +23,12 @@ def gemm(imp, node, attrs):
 
 def _gemm_plus_computed(imp, node, keep) -> None:
     """Gemm(A, B, C) with C computed: Gemm(A, B) then a residual Sum with C (same shapes)."""
-    from irc.frontends.onnx.handlers_select import fresh_value
-
-    out_type, c_type = imp._types.get(node.output[0]), imp._types.get(node.input[2])
+    out_type, c_type = imp.inferred_type(node.output[0]), imp.inferred_type(node.input[2])
     if float(keep.get("beta", 1.0)) != 1.0 or out_type is None or c_type != out_type:
         imp.problem(f"Gemm's C ({node.input[2]!r}) is computed, not a constant bias; irc adds "
                     "it only with beta=1 and the output's own shape (Viya's residual layer)")
         return
-    product = fresh_value(imp, f"{node.output[0]}_product", out_type)
+    product = imp.fresh_value(f"{node.output[0]}_product", out_type)
     imp.emit("Gemm", node, inputs=list(node.input[:2]), attrs=keep, outputs=[product])
     imp.emit("Sum", node, inputs=[product, node.input[2]])
 

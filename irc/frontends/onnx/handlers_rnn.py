@@ -130,7 +130,7 @@ def recurrent(imp, node, attrs):
         name = node.output[slot] if slot < len(node.output) else ""
         if not name:
             name = imp.graph.unique_value_name(f"{imp._current}_out{slot}")
-        imp._types[name] = TensorType(shapes[slot], "float32")
+        imp.declare_type(name, TensorType(shapes[slot], "float32"))
         outputs.append(name)
     keep = {"hidden_size": hidden, "direction": direction, "layout": 1}
     if acts is not None:

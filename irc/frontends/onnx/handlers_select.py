@@ -16,18 +16,6 @@ from irc.ir.tensors import BATCH, TensorType
 _LEAKY_VIYA_SLOPE = 0.1  # Viya's leaky activation has this slope only
 
 
-def fresh_value(imp, hint: str, batch1_type: TensorType) -> str:
-    """A new value name for an intermediate a handler emits, typed as inference would (batch 1;
-    emit turns axis 0 into the batch axis when the op reads the batch)."""
-    name = imp.graph.unique_value_name(hint)
-    imp._types[name] = batch1_type
-    return name
-
-
-def _batch1(imp, value: str) -> TensorType | None:
-    return imp._types.get(value)
-
-
 def _int_list(imp, node, slot: int, attrs: dict, attr_name: str, opset_inputs: int):
     """An int list given as an attribute (opset < ``opset_inputs``) or a constant input.
 
@@ -71,7 +59,7 @@ def _not_batch_axis(imp, node, data: str, axes) -> bool:
 @reg.register("Split")
 def split(imp, node, attrs):
     """Split -> one Slice per output (along a feature axis)."""
-    x_type = _batch1(imp, node.input[0])
+    x_type = imp.inferred_type(node.input[0])
     if x_type is None:
         imp.problem("the shape of Split's input cannot be inferred statically")
         return
@@ -118,7 +106,7 @@ def normalize_slice(dim: int, start: int, end: int, step: int) -> tuple[int, int
 @reg.register("Slice")
 def slice_(imp, node, attrs):
     """Slice with constant bounds -> Slice with explicit, clamped starts/ends/axes/steps."""
-    x_type = _batch1(imp, node.input[0])
+    x_type = imp.inferred_type(node.input[0])
     if x_type is None:
         imp.problem("the shape of Slice's input cannot be inferred statically")
         return
@@ -158,7 +146,7 @@ def slice_(imp, node, attrs):
 @reg.register("Gather")
 def gather(imp, node, attrs):
     """Gather with constant indices -> Gather (a scalar index drops the axis, as in ONNX)."""
-    x_type = _batch1(imp, node.input[0])
+    x_type = imp.inferred_type(node.input[0])
     indices = imp.const(node.input[1])
     if indices is None:
         imp.problem("Gather's indices are computed at run time; irc needs constant indices")
@@ -193,7 +181,7 @@ def _scalar(imp, node, what: str, value: float, dtype) -> str:
 @reg.register("Clip")
 def clip(imp, node, attrs):
     """Clip (ReLU6, hard tanh) -> Clip with constant scalar bounds ("" = unbounded)."""
-    dtype = np.dtype((_batch1(imp, node.input[0]) or TensorType((1,))).dtype)
+    dtype = np.dtype((imp.inferred_type(node.input[0]) or TensorType((1,))).dtype)
     bounds = []
     for slot, name in ((1, "min"), (2, "max")):
         if imp.opset < 11:
@@ -234,7 +222,7 @@ def max_min(imp, node, attrs):
     if not consts:
         imp.alias(node.output[0], tensors[0], node)
         return
-    dtype = np.dtype((_batch1(imp, tensors[0]) or TensorType((1,))).dtype)
+    dtype = np.dtype((imp.inferred_type(tensors[0]) or TensorType((1,))).dtype)
     pick = max if node.op_type == "Max" else min
     bound = _scalar(imp, node, "bound", pick(float(np.asarray(c).reshape(-1)[0]) for c in consts),
                     dtype)
@@ -258,7 +246,7 @@ def leaky_relu(imp, node, attrs):
     if math.isclose(alpha, _LEAKY_VIYA_SLOPE, rel_tol=1e-6):
         imp.emit("LeakyRelu", node, attrs={"alpha": _LEAKY_VIYA_SLOPE})
         return
-    dtype = np.dtype((_batch1(imp, node.input[0]) or TensorType((1,))).dtype)
+    dtype = np.dtype((imp.inferred_type(node.input[0]) or TensorType((1,))).dtype)
     imp.emit("PRelu", node, inputs=[node.input[0], _scalar(imp, node, "slope", alpha, dtype)])
 
 
@@ -276,7 +264,7 @@ _GLOBAL_POOL = {"ReduceMean": "GlobalAveragePool", "ReduceMax": "GlobalMaxPool"}
 @reg.register("ReduceMean", "ReduceMax")
 def reduce_spatial(imp, node, attrs):
     """ReduceMean/ReduceMax over axes (2, 3) of (N,C,H,W) -> global pooling (+ Flatten)."""
-    x_type = _batch1(imp, node.input[0])
+    x_type = imp.inferred_type(node.input[0])
     if x_type is None:
         imp.problem(f"the shape of {node.op_type}'s input cannot be inferred statically")
         return
@@ -300,6 +288,6 @@ def reduce_spatial(imp, node, attrs):
         imp.emit(pool, node, inputs=[node.input[0]])
         return
     n, c = x_type.shape[:2]
-    pooled = fresh_value(imp, f"{node.output[0]}_pooled", TensorType((n, c, 1, 1), x_type.dtype))
+    pooled = imp.fresh_value(f"{node.output[0]}_pooled", TensorType((n, c, 1, 1), x_type.dtype))
     imp.emit(pool, node, inputs=[node.input[0]], outputs=[pooled])
     imp.emit("Flatten", node, inputs=[pooled], attrs={"axis": 1})

@@ -68,6 +68,22 @@ class OnnxImporter:
             return self.graph.value(name).type
         return None
 
+    def inferred_type(self, name: str) -> TensorType | None:
+        """Shape inference's type of ``name`` (its batch axis as inferred: a handler reads
+        this for values not emitted yet, or to size what it emits)."""
+        return self._types.get(name)
+
+    def declare_type(self, name: str, ttype: TensorType) -> None:
+        """The type ``emit`` gives ``name`` (for an output a handler shapes itself)."""
+        self._types[name] = ttype
+
+    def fresh_value(self, hint: str, ttype: TensorType) -> str:
+        """A new value name for an intermediate a handler emits, typed as inference would type
+        it (``emit`` turns axis 0 into the batch axis when the op reads the batch)."""
+        name = self.graph.unique_value_name(hint)
+        self.declare_type(name, ttype)
+        return name
+
     def add_const(self, name: str, array: np.ndarray) -> str:
         return self.graph.add_const(name, np.asarray(array, order="C")).name
 
