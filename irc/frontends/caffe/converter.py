@@ -18,6 +18,7 @@ from irc.frontends.registry import format_unsupported
 from irc.ir.opset import OPSET
 from irc.limits import check_tensor_bytes
 from irc.problems import Problems
+from irc.utils.unique_name import unique_name
 
 # Unsupported layer types whose top has the bottom's shape: the layers after them are still
 # checked, so one error lists every problem.
@@ -56,13 +57,7 @@ class Converter:
     # ---- names and SSA --------------------------------------------------------------------
     def unique(self, base: str, taken: set[str] | None = None) -> str:
         """``base``, or ``base_2``, ``base_3``... whichever is not taken yet (then taken)."""
-        taken = self._names if taken is None else taken
-        name, n = base, 1
-        while name in taken:
-            n += 1
-            name = f"{base}_{n}"
-        taken.add(name)
-        return name
+        return unique_name(base, self._names if taken is None else taken)
 
     def plan(self) -> None:
         """Resolve every layer's bottoms/tops to SSA tensor names; count consumers."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import numpy_helper, helper
 
+from irc.utils.unique_name import unique_name
+
 
 class OnnxWriter:
     def __init__(self, reserved=()):
@@ -16,12 +18,7 @@ class OnnxWriter:
 
     def fresh(self, hint: str) -> str:
         """``hint`` itself if unused, else ``hint_2``, ``hint_3``, ..."""
-        name, k = hint, 1
-        while name in self._names:
-            k += 1
-            name = f"{hint}_{k}"
-        self._names.add(name)
-        return name
+        return unique_name(hint, self._names)
 
     def const(self, hint: str, array) -> str:
         name = self.fresh(hint)

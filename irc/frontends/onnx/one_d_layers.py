@@ -24,6 +24,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from irc.frontends.onnx import loader
+from irc.utils.unique_name import unique_name
 
 LAYERS = ("Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool",
           "BatchNormalization")
@@ -58,12 +59,7 @@ class _Lift:
         self.new_nodes: list = []
 
     def fresh(self, hint: str) -> str:
-        name, k = hint, 1
-        while name in self.taken:
-            k += 1
-            name = f"{hint}_{k}"
-        self.taken.add(name)
-        return name
+        return unique_name(hint, self.taken)
 
     def _axes_node(self, op: str, value: str, axis: int, out: str):
         if self.opset < 13:
