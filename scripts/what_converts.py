@@ -74,9 +74,6 @@ def _verify_row(framework, name, size, route, source, x_nchw, seconds_start, **o
         (input_name,) = model.inputs
         result = verify(source, out, inputs={input_name: x_nchw}, **options)
     worst = max(result.comparisons, key=lambda c: c.scaled)
-    kinds = {}
-    for layer in model.layers:
-        kinds[layer.kind] = kinds.get(layer.kind, 0) + 1
     detail = (f"{len(model.layers)} Viya layers; max |d| / max |ref| = {worst.scaled:.1e}")
     return Row(framework, name, size, route, "verified" if result.ok else "MISMATCH", detail,
                time.perf_counter() - seconds_start)
@@ -103,17 +100,12 @@ def keras_row(name: str, size: int) -> Row:
 
 def _calibrate_keras(keras, model, x) -> None:
     """Every BatchNormalization's moving statistics := its input's batch statistics on ``x``."""
-    for layer in _all_layers(model):
+    from irc.frontends.keras.model_graph import all_layers
+
+    for layer in all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.0
     model(x, training=True)
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
 
 
 def torch_row(name: str, size: int, kwargs: dict, exporter: str) -> Row:
