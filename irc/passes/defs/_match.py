@@ -104,6 +104,17 @@ def add_unary(graph: Graph, op_type: str, x: str, name: str, provenance: Provena
     return node.outputs[0]
 
 
+def add_sum(graph: Graph, inputs: list[str], name: str, provenance: Provenance,
+            activation: str = "identity") -> str:
+    """A Sum (Viya's residual layer) of same-typed ``inputs``, applying ``activation``; returns
+    its output value."""
+    attrs = {} if activation == "identity" else {"activation": activation}
+    node = graph.add_node("Sum", list(inputs), [(graph.unique_value_name(name),
+                                                 graph.value(inputs[0]).type)], attrs,
+                          name=name, provenance=provenance)
+    return node.outputs[0]
+
+
 def insert_after(graph: Graph, value: str, build) -> str:
     """Put new ops between ``value`` and its readers: ``build(value)`` adds them and returns
     their output value, which then takes over every reader (and graph-output role) of ``value``

@@ -7,16 +7,8 @@ outer sum is a second residual (for min, after a batchnorm γ = −1).
 """
 from __future__ import annotations
 
-from irc.passes.defs._match import add_batchnorm, replace_with
+from irc.passes.defs._match import add_batchnorm, add_sum, replace_with
 from irc.passes.registry import Pass, register_pass
-
-
-def _sum(graph, inputs, name, prov, activation="identity") -> str:
-    ttype = graph.value(inputs[0]).type
-    attrs = {} if activation == "identity" else {"activation": activation}
-    node = graph.add_node("Sum", list(inputs), [(graph.unique_value_name(name), ttype)], attrs,
-                          name=name, provenance=prov)
-    return node.outputs[0]
 
 
 @register_pass
@@ -49,9 +41,9 @@ class LegalizeMaxMin(Pass):
             first, second = (a, b) if node.op_type == "Max" else (b, a)
             # Max: relu(b - a); Min: relu(a - b)
             negated = add_batchnorm(graph, first, -1.0, 0.0, f"{node.name}_neg", prov)
-            excess = _sum(graph, [second, negated], f"{node.name}_excess", prov, "relu")
+            excess = add_sum(graph, [second, negated], f"{node.name}_excess", prov, "relu")
             if node.op_type == "Min":
                 excess = add_batchnorm(graph, excess, -1.0, 0.0, f"{node.name}_negexcess", prov)
-            replace_with(graph, node, _sum(graph, [a, excess], f"{node.name}_sum", prov))
+            replace_with(graph, node, add_sum(graph, [a, excess], f"{node.name}_sum", prov))
             changed = True
         return changed

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from irc.passes.defs._match import add_batchnorm, add_unary, per_channel, replace_with
+from irc.passes.defs._match import (add_batchnorm, add_sum, add_unary, per_channel,
+                                    replace_with)
 from irc.passes.registry import Pass, register_pass
 
 VIYA_LEAKY_SLOPE = np.float32(0.1)  # viya-semantics §3: LEAKY has a fixed slope 0.1
@@ -82,7 +83,4 @@ class LegalizePRelu(Pass):
         positive = add_unary(graph, "Relu", x, f"{name}_pos", prov)
         flipped = add_batchnorm(graph, x, -1.0, 0.0, f"{name}_neg", prov, "relu")  # relu(-x)
         negative = add_batchnorm(graph, flipped, -np.asarray(slope), 0.0, f"{name}_slope", prov)
-        out = graph.add_node("Sum", [positive, negative],
-                             [(graph.unique_value_name(name), graph.value(x).type)],
-                             name=f"{name}_sum", provenance=prov)
-        return out.outputs[0]
+        return add_sum(graph, [positive, negative], f"{name}_sum", prov)
