@@ -64,6 +64,18 @@ def test_four_d_transpose_and_channel_reversal():
     np.testing.assert_array_equal(_blocked(expr), W4.transpose(2, 0, 3, 1)[:, ::-1])
 
 
+def test_transposes_copied_on_several_threads_match_numpy(monkeypatch):
+    """Blocks past the threading threshold are split by tile rows across threads; ragged
+    sizes (not multiples of the tile or of the thread count) must still land exactly."""
+    monkeypatch.setattr(we, "_THREADED_BYTES", 1)
+    monkeypatch.setattr(we, "_COPY_THREADS", 3)
+    big = RNG.standard_normal((1031, 517)).astype(np.float32)
+    np.testing.assert_array_equal(we.ArrayLeaf(big).T.numpy(), big.T)
+    cube = RNG.standard_normal((300, 7, 259)).astype(np.float32)
+    np.testing.assert_array_equal(we.ArrayLeaf(cube).transpose((2, 0, 1)).numpy(),
+                                  cube.transpose(2, 0, 1))
+
+
 def test_hwc_to_chw_column_permutation():
     from irc.passes.defs.flatten import _chw_columns
 
