@@ -71,11 +71,13 @@ def vgg16(image: int = 224, classes: int = 1000, seed: int = 0, dense: str = "ge
 
 
 def big_external(folder, in_features: int = 512 * 7 * 7, out_features: int = 22_000,
-                 seed: int = 0, transposed: bool = False):
-    """A conv + fc model whose fc weight (2.2 GB) lives in an external data file.
-
-    ``transposed``: the weight stored (in, out) for a Gemm with transB=0, as TensorFlow-side
-    exporters write it, so irc must transpose 2.2 GB before writing.
+                 seed: int = 0, dense: str = "gemm", flatten: str = "nchw",
+                 batchnorm: bool = False):
+    """A conv + fc model whose fc weight (2.2 GB) lives in an external data file, in the same
+    layouts as ``vgg16`` (``dense``: "gemm" W (out, in) with transB=1, "gemm_in_out" W (in, out)
+    with transB=0, "matmul" by (in, out) then Add; ``flatten``: "nchw" or "nhwc";
+    ``batchnorm``: after the conv and on the flattened vector, folded forward into the 2.2 GB
+    fc weight), so that every transform irc applies meets a weight past protobuf's 2 GB.
 
     The weight file is filled in chunks through a memory map, so building it never holds
     2 GB in memory, and the .onnx file itself stays small (protobuf cannot exceed 2 GB).
@@ -88,7 +90,7 @@ def big_external(folder, in_features: int = 512 * 7 * 7, out_features: int = 22_
 
     folder = Path(folder)
     data_path = folder / "big.data"
-    shape = (in_features, out_features) if transposed else (out_features, in_features)
+    shape = (out_features, in_features) if dense == "gemm" else (in_features, out_features)
     weight = np.memmap(data_path, dtype=np.float32, mode="w+", shape=shape)
     rng = np.random.default_rng(seed)
     for start in range(0, shape[0], 1000):
@@ -102,11 +104,24 @@ def big_external(folder, in_features: int = 512 * 7 * 7, out_features: int = 22_
                        ("length", str(4 * out_features * in_features))):
         tensor.external_data.add(key=key, value=value)
     b = OnnxBuilder("big", ("N", 3, 14, 14), seed=seed)
-    x = b.op("Relu", b.conv(b.input, 512, 3, stride=2, pads=[1, 1, 1, 1]))
+    x = b.conv(b.input, in_features // 49, 3, stride=2, pads=[1, 1, 1, 1])
+    x = b.op("Relu", b.batchnorm(x) if batchnorm else x)
+    if flatten == "nhwc":
+        x = b.op("Transpose", x, perm=[0, 2, 3, 1])
     x = b.op("Flatten", x)
+    if batchnorm:
+        stats = [b.const(rng.uniform(lo, hi, in_features).astype(np.float32))
+                 for lo, hi in ((0.5, 1.5), (-0.1, 0.1), (-0.1, 0.1), (0.5, 1.5))]
+        x = b.op("BatchNormalization", x, *stats, epsilon=1e-3)
+    if dense == "matmul":
+        fc = [helper.make_node("MatMul", [x, "fc_w"], ["fc_mm"], name="fc"),
+              helper.make_node("Add", ["fc_mm", b.weight((out_features,), scale=0.1)],
+                               ["logits"], name="fc_bias")]
+    else:
+        fc = [helper.make_node("Gemm", [x, "fc_w"], ["logits"], name="fc",
+                               transB=1 if dense == "gemm" else 0)]
     graph = helper.make_graph(
-        b.nodes + [helper.make_node("Gemm", [x, "fc_w"], ["logits"], name="fc",
-                                    transB=0 if transposed else 1)],
+        b.nodes + fc,
         "big", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 14, 14])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", out_features])],
         initializer=b.inits + [tensor])

@@ -295,7 +295,8 @@ def main() -> None:
         layout_lines = [] if args.no_layouts or args.skip_vgg else bench_layouts(
             tmp, args.repeat, run_child, weight_bytes, args.dlpy_venv, args.layouts)
         if args.big and not args.no_layouts:
-            layout_lines += bench_big_layouts(tmp, args.repeat, run_child, weight_bytes)
+            layout_lines += bench_big_layouts(tmp, args.repeat, run_child, weight_bytes,
+                                              args.layouts)
         keras_names = [] if args.no_keras else args.keras + ([BIG_DENSE] if args.big else [])
         keras_rows = [bench_keras(name, tmp, args.tf2onnx_cap_gb * 1024)
                       for name in keras_names]
