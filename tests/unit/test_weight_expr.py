@@ -163,6 +163,35 @@ def test_hdf5_writer_streams_expressions(tmp_path):
     np.testing.assert_array_equal(kernel, (W2 * np.linspace(1, 2, 53)).astype(np.float32))
 
 
+def test_hdf5_writer_thread_writes_every_block_in_place(tmp_path, monkeypatch):
+    """Blocks go to the file on the writer thread while the next is computed: with blocks of
+    a few rows, a transposed weight must still land whole and in place."""
+    from irc.backends.viya import hdf5
+    from irc.backends.viya.model import LazyWeight, LoweredLayer, ViyaModel
+
+    real_blocks = LazyWeight.blocks
+    monkeypatch.setattr(LazyWeight, "blocks", lambda self, max_bytes=TINY * 10:
+                        real_blocks(self, max_bytes))
+    layer = LoweredLayer("fc1", "fc", {"n": 53}, [], {"kernel": LazyWeight.of(we.ArrayLeaf(W2).T)})
+    assert len(list(layer.weights["kernel"].blocks())) > 5
+    hdf5.write_weights(ViyaModel("m", [layer]), tmp_path / "w.h5")
+    with h5py.File(tmp_path / "w.h5") as f:
+        np.testing.assert_array_equal(f["fc1/fc1/kernel:0"][()], W2.T)
+
+
+def test_hdf5_writer_thread_failure_is_raised_in_the_caller():
+    from irc.backends.viya.hdf5 import _BackgroundWrites
+
+    class Refusing:
+        def __setitem__(self, index, block):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        with _BackgroundWrites() as writes:
+            for _ in range(3):
+                writes.put(Refusing(), (slice(0, 1),), np.ones(1, np.float32))
+
+
 def test_hdf5_writer_refuses_non_finite_values_of_an_expression(tmp_path):
     from irc.backends.viya import hdf5
     from irc.backends.viya.model import LazyWeight, LoweredLayer, ViyaModel
