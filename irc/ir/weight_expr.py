@@ -19,6 +19,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from irc.utils.threads import signals_blocked_while_starting
+
 BLOCK_BYTES = 64 << 20  # the most one block may hold, counted at 8 bytes an element
 
 Index = tuple[slice, ...]
@@ -84,7 +86,10 @@ def _transposed_copy(block: np.ndarray, perm) -> np.ndarray:
         copy_rows(starts)
     else:
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(copy_rows, [starts[i::workers] for i in range(workers)]))
+            with signals_blocked_while_starting():  # pool threads start on submit
+                done = [pool.submit(copy_rows, starts[i::workers]) for i in range(workers)]
+            for future in done:
+                future.result()
     return out
 
 

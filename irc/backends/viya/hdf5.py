@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from irc.errors import InvalidModel
+from irc.utils.threads import signals_blocked_while_starting
 
 
 def _fixed_bytes(names: list[str]) -> np.ndarray:
@@ -61,7 +62,8 @@ class _BackgroundWrites:
             raise self._error
 
     def __enter__(self) -> "_BackgroundWrites":
-        self._thread.start()
+        with signals_blocked_while_starting():  # Ctrl-C must reach the main thread
+            self._thread.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
