@@ -170,6 +170,26 @@ class WeightStore:
             self._arrays[key] = array
         return array
 
+    def release_pages(self) -> int:
+        """Drop the pages this process touched in memory-mapped source files from its resident
+        set (madvise DONTNEED). They stay in the page cache, and a later read maps them again,
+        so values are unchanged; what changes is that a step that no longer reads the source
+        (verification reads the written files) does not carry it in its peak RSS. Returns the
+        bytes of mapping advised."""
+        import mmap
+
+        advised: dict[int, int] = {}
+        for array in self._arrays.values():
+            mapped = getattr(array, "_mmap", None)  # where numpy.memmap keeps its mmap.mmap
+            if mapped is None or id(mapped) in advised or not hasattr(mapped, "madvise"):
+                continue
+            try:
+                mapped.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):  # closed, or not supported here: nothing to gain
+                continue
+            advised[id(mapped)] = len(mapped)
+        return sum(advised.values())
+
     def is_loaded(self, key: str) -> bool:
         return key in self._arrays
 

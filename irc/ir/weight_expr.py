@@ -209,6 +209,18 @@ class HandleLeaf(WeightExpr):
         return self.handle.key
 
 
+def leaf_handles(expr: WeightExpr) -> Iterator:
+    """The stored weights (WeightHandles) an expression reads."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, HandleLeaf):
+            yield node.handle
+        child = getattr(node, "child", None)  # every transform has exactly one child
+        if child is not None:
+            stack.append(child)
+
+
 class ArrayLeaf(WeightExpr):
     """An array given directly (tests, small generated values)."""
 

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from irc.backends.viya import schema
-from irc.ir.weight_expr import BLOCK_BYTES, WeightExpr, as_expr
+from irc.ir.weight_expr import BLOCK_BYTES, WeightExpr, as_expr, leaf_handles
 from irc.version import __version__
 
 
@@ -95,6 +95,13 @@ class ViyaModel:
 
     def weight_bytes(self) -> int:
         return sum(4 * int(np.prod(w.shape)) for layer in self.layers for w in layer.weights.values())
+
+    def release_source_pages(self) -> int:
+        """Once the weights file is written: drop the memory-mapped source pages the writer
+        touched from this process's resident set (WeightStore.release_pages); returns bytes."""
+        stores = {id(h.store): h.store for layer in self.layers for w in layer.weights.values()
+                  if w.expr is not None for h in leaf_handles(w.expr)}
+        return sum(store.release_pages() for store in stores.values())
 
     # ---- artifacts ------------------------------------------------------------------------
     def payloads(self) -> dict:

@@ -68,6 +68,7 @@ def save_model(model, outdir: Path, force: bool = False, progress=None, check=No
     try:
         write_folder(model, tmp, progress)
         if check is not None:
+            model.release_source_pages()  # the check reads the files written, not the source
             check(tmp)
         if outdir.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.old-", dir=parent))
