@@ -177,5 +177,5 @@ def bench_layouts(tmp: Path, repeat: int, run_child, weight_bytes, dlpy_venv: st
                   "| layout | DLPy 1.3 (s) | irc compile (s) | irc speed-up (goal >= 8x) "
                   "| peak RSS DLPy / irc (MB) |", "|---|---|---|---|---|", *dlpy_rows]
     else:
-        lines.append(f"DLPy 1.3 row skipped: {why}.")
+        lines += [f"DLPy 1.3 row skipped: {why}.", ""]
     return lines
