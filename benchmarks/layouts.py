@@ -175,7 +175,7 @@ def bench_layouts(tmp: Path, repeat: int, run_child, weight_bytes, dlpy_venv: st
         lines += ["DLPy 1.3's ONNX path (onnx.load + onnx_to_sas, weights file written) on the "
                   "same files, alternating with irc:", "",
                   "| layout | DLPy 1.3 (s) | irc compile (s) | irc speed-up (goal >= 8x) "
-                  "| peak RSS DLPy / irc (MB) |", "|---|---|---|---|---|", *dlpy_rows]
+                  "| peak RSS DLPy / irc (MB) |", "|---|---|---|---|---|", *dlpy_rows, ""]
     else:
         lines += [f"DLPy 1.3 row skipped: {why}.", ""]
     return lines
