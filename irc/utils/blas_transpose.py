@@ -84,11 +84,16 @@ def transposer(dtype) -> Transposer | None:
     return _bind(lib, dtype) if lib is not None else None
 
 
+def _rows_forward(array: np.ndarray) -> bool:
+    """Unit column stride and a forward row stride of whole elements, at least a row long:
+    the only 2-D layout a BLAS leading dimension describes (a negative or overlapping row
+    stride would make omatcopy read or write outside the array)."""
+    item = array.dtype.itemsize
+    return (array.ndim == 2 and array.strides[1] == item and array.strides[0] % item == 0
+            and array.strides[0] >= max(array.shape[1], 1) * item)
+
+
 def usable(src: np.ndarray, out: np.ndarray) -> bool:
     """``src`` and ``out`` are laid out as :func:`transposer`'s function needs."""
-    item = src.dtype.itemsize
-    return (src.ndim == 2 and out.ndim == 2 and src.dtype == out.dtype
-            and src.strides[1] == item and src.strides[0] % item == 0
-            and src.strides[0] >= max(src.shape[1], 1) * item
-            and out.strides[1] == item and out.strides[0] % item == 0
+    return (src.dtype == out.dtype and _rows_forward(src) and _rows_forward(out)
             and out.shape == (src.shape[1], src.shape[0]))

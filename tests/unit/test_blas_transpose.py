@@ -35,6 +35,8 @@ def test_layouts_it_was_not_made_for_are_refused():
     for bad_src, bad_out in [(src[:, ::2], np.empty((15, 40), np.float32)),   # column stride
                              (src, np.empty((30, 41), np.float32)),           # shape
                              (src, np.empty((40, 30), np.float32).T),         # F-order output
+                             (src, np.empty((30, 40), np.float32)[::-1]),     # rows backwards
+                             (src[::-1], np.empty((30, 40), np.float32)),     # source backwards
                              (src, np.empty((30, 40), np.float64))]:          # dtype
         assert not blas_transpose.usable(bad_src, bad_out)
         with pytest.raises(ValueError):
