@@ -25,13 +25,13 @@ from irc.problems import Problems
 from .options import ExportOptions
 
 F32 = np.float32
-# Layer kinds the export lowers to ONNX (every kind irc computes, except sequence models);
-# everything else is refused by name, with the vocabulary's reason where it gives one.
-EXPORTABLE = tuple(k for k in schema.kinds(schema.IN) if k != "recurrent")
+# Layer kinds the export lowers to ONNX (every kind irc computes that declares no export
+# refusal); everything else is refused by name, with the reason its kind entry gives.
+EXPORTABLE = tuple(k.name for k in schema.KINDS.values()
+                   if k.scope == schema.IN and not k.export_refusal)
 WEIGHTS_COLUMNS = ("_LayerID_", "_WeightID_", "_Weight_")
-_WHY = {"recurrent": "recurrent layers are not exported yet",
-        "detection": "detection layers have no ONNX equivalent",
-        **{k.name: k.why for k in schema.KINDS.values() if k.scope == schema.OPEN}}
+_WHY = {k.name: k.export_refusal or k.why for k in schema.KINDS.values()
+        if k.export_refusal or k.why}
 
 
 def _is_frame(obj) -> bool:
@@ -104,8 +104,7 @@ def check_exportable(model: ViyaModelFiles, output_errors: dict) -> None:
         raise UnsupportedOp(f"{len(bad)} layer(s) cannot be exported to ONNX: "
                             + "; ".join(bad), file=str(model.model_path),
                             node=bad[0].split(" ")[0],
-                            hint="irc exports CNN layers: input, convo, groupconvo, pool, fc, "
-                                 "output, batchnorm, residual, concat, reshape")
+                            hint=f"irc exports these layer kinds: {', '.join(EXPORTABLE)}")
 
 
 # ----------------------------------------------------------------------------- weights

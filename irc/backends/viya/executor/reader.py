@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from irc.backends.viya import schema
+from irc.backends.viya.kinds.base import Raw
+from irc.backends.viya.kinds.codec import read_rows
 from irc.errors import InvalidModel, UnsupportedAttribute
 from irc.problems import Problems
 
@@ -79,137 +81,25 @@ def _act_name(value, node, file) -> str:
     return name
 
 
-def _table_act(label: str, code, node, file) -> str:
-    low = (label or "").strip().lower()
-    found = schema.act_from_label(low)
-    if found:
-        return found
-    if schema.act_name(low) in ACTIVATIONS:
-        return schema.act_name(low)
-    if code is not None and schema.act_by_code(int(code)):
-        return schema.act_by_code(int(code))
-    raise _fail(f"unknown activation label {label!r} (code {code})", node=node, file=file)
-
-
 # ----------------------------------------------------------------------------- normalising
 
 def _normalize(name: str, kind: str, raw: dict, file, *, per_axis_padding: bool) -> dict:
-    """Payload-vocabulary options (lower-case keys) → the executor's option dict."""
+    """Payload-vocabulary options (lower-case keys) → the executor's option dict.
 
-    def num(key, fallback=None, *, integer=True):
-        value = raw.get(key, fallback)
-        if value is None:
-            raise _fail(f"{kind} layer lacks option {key!r}", node=name, file=file)
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise _fail(f"option {key}={value!r} is not a number", node=name, file=file) from None
-        if integer and value != int(value):
-            raise _fail(f"option {key}={value!r} must be an integer", node=name, file=file)
-        return int(value) if integer else value
-
-    def flag(key, fallback):
-        value = raw.get(key, fallback)
-        return value.lower() in ("true", "1", "yes") if isinstance(value, str) else bool(value)
-
-    def default(key):   # the payload default (viya-target.md §3.2)
-        return schema.default(kind, key)
-
-    opts = {"dropout": num("dropout", 0.0, integer=False)}
+    dropout and act are read alike for every kind; the rest is the kind's own ``normalize``.
+    A kind irc does not compute keeps only those, and the shape check refuses it by its reason.
+    """
     known = schema.KINDS.get(kind)
-    if known is not None and known.act:
+    values = Raw(name, known, raw, file, per_axis_padding=per_axis_padding)
+    opts = {"dropout": values.num("dropout", 0.0, integer=False)}
+    if known is None:
+        return opts
+    if known.act:
         act = _act_name(raw.get("act", "auto"), name, file)
         opts["act"] = (known.auto_act or act) if act == "auto" else act
-    if kind == "input":
-        c = num("nchannels")
-        opts.update(nchannels=c, height=num("height"), width=num("width"),
-                    scale=num("scale", default("scale"), integer=False))
-        for key in ("offsets", "normstds"):   # defaults 0 and 1 (§2, open: compiler emits all)
-            values = raw.get(key, [0.0 if key == "offsets" else 1.0] * c)
-            values = [values] * c if isinstance(values, (int, float)) else list(values)
-            if len(values) != c:
-                raise _fail(f"{key} has {len(values)} values for {c} channels", node=name,
-                            file=file)
-            opts[key] = np.asarray(values, dtype=np.float32)
-    elif kind in ("convo", "groupconvo", "transconvo", "pool"):
-        opts.update(height=num("height"), width=num("width"))
-        # conv stride defaults to 1; DLPy defaults the pool stride to the window (§3.3)
-        default_h = opts["height"] if kind == "pool" else 1
-        default_w = opts["width"] if kind == "pool" else 1
-        if kind == "pool" and opts["height"] == opts["width"] == 0:
-            default_h = default_w = 1
-        opts["stride_h"] = num("stridevertical", raw.get("stride", default_h))
-        opts["stride_w"] = num("stridehorizontal", raw.get("stride", default_w))
-        pad_h = raw.get("paddingheight", raw.get("padding"))
-        pad_w = raw.get("paddingwidth", raw.get("padding"))
-        if (pad_h is None) != (pad_w is None) and not per_axis_padding:
-            raise _fail("explicit padding is given for one axis only; what Viya does then is "
-                        "open (viya-target.md §3.3)", node=name, file=file,
-                        hint="send both paddingheight and paddingwidth, or neither")
-        opts["pad_h"] = None if pad_h is None else num("paddingheight", pad_h)
-        opts["pad_w"] = None if pad_w is None else num("paddingwidth", pad_w)
-        if min(p for p in (opts["pad_h"], opts["pad_w"], 0) if p is not None) < 0:
-            raise _fail("explicit padding must be >= 0 (omit it for automatic padding)",
-                        node=name, file=file)
-        if kind == "pool":
-            pool = str(raw.get("pool", default("pool"))).lower()
-            opts["pool"] = {"average": "mean"}.get(pool, pool)
-            if opts["pool"] not in ("max", "mean", "min"):
-                raise UnsupportedAttribute(f"pooling type {pool!r} is not supported",
-                                           node=name, file=str(file))
-        else:
-            opts.update(nfilters=num("nfilters"),
-                        include_bias=flag("includebias", default("includebias")),
-                        ngroups=num("ngroups", default("ngroups")) if kind == "groupconvo" else 1)
-    elif kind in ("fc", "output"):
-        opts.update(n=num("n"), include_bias=flag("includebias", default("includebias")))
-        if kind == "output":
-            opts["fullconnect"] = flag("fullconnect", default("fullconnect"))
-    elif kind == "recurrent":
-        opts.update(rnn.normalize_options(raw, num, flag, name, file))
-    elif kind == "reshape":
-        opts.update(depth=num("depth"), height=num("height"), width=num("width"),
-                    order=str(raw.get("order", default("order"))).lower())
+    if known.scope == schema.IN:
+        opts.update(known.normalize(values))
     return opts
-
-
-def _nonneg(value):
-    return None if value is None or value < 0 else value
-
-
-def _table_to_payload(kind: str, rows: dict, lists: dict, node, file) -> dict:
-    """Translate one layer's table rows (viya-target.md §4.4) to the payload vocabulary."""
-    raw = {k: num for k, (_, num) in rows.items() if num is not None}
-    raw.update({k: [v[i] for i in sorted(v)] for k, v in lists.items()})
-    if "act" in rows:
-        raw["act"] = _table_act(*rows["act"], node, file)
-    if "no_bias" in raw:
-        raw["includebias"] = not raw["no_bias"]
-    if "nofullconnect" in raw:
-        raw["fullconnect"] = not raw["nofullconnect"]
-    if "stride_height" in raw:
-        raw["stridevertical"] = raw["stride_height"]
-    if "stride_width" in raw:
-        raw["stridehorizontal"] = raw["stride_width"]
-    raw.pop("padding", None)
-    # pad_* = -1 (or absent) means automatic; DLPy's reader uses only pad_top and pad_left
-    for first, second, key in (("pad_top", "pad_bottom", "paddingheight"),
-                               ("pad_left", "pad_right", "paddingwidth")):
-        a, b = _nonneg(raw.get(first)), _nonneg(raw.get(second))
-        if b is not None and a != b:
-            raise _fail(f"{first}={raw.get(first)} and {second}={raw.get(second)} differ; "
-                        "Viya padding is symmetric", node=node, file=file)
-        if a is not None:
-            raw[key] = a
-    if "poolingtype" in rows:
-        label, code = rows["poolingtype"]
-        low = (label or "").lower()
-        raw["pool"] = ("mean" if "average" in low or "mean" in low else "max" if "max" in low
-                       else "min" if "min" in low else "max" if code == 1 else f"code {code}")
-    rnn.table_options(rows, raw)
-    if "reshapeorder" in raw:
-        raw["order"] = "auto" if raw["reshapeorder"] == 0 else f"code {raw['reshapeorder']:g}"
-    return raw
 
 
 # ----------------------------------------------------------------------------- layer files
@@ -296,7 +186,8 @@ def _table_layer(name, rows, by_id, file) -> ViyaLayer:
                 options[rest] = (chr_val, num)
     if kind is None:
         raise _fail("layer has no layertype row", node=name, file=file)
-    raw = _table_to_payload(kind, options, lists, name, file)
+    raw = read_rows(schema.KINDS.get(kind), options, lists,
+                    lambda message: _fail(message, node=name, file=file))
     opts = _normalize(name, kind, raw, file, per_axis_padding=True)
     return ViyaLayer(name, kind, opts, [sources[i] for i in sorted(sources)])
 

@@ -1,10 +1,14 @@
-"""Evaluate a model read from disk, layer by layer in _DLLayerID_ order (viya-semantics.md §1)."""
+"""Evaluate a model read from disk, layer by layer in _DLLayerID_ order (viya-semantics.md §1).
+
+Each layer is its kind's ``run`` facet (irc/backends/viya/kinds/), then the layer's activation
+and dropout rule, which every kind shares; fc/output layers per time step are rnn.py's.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from irc.backends.viya import schema
-from irc.errors import InvalidModel, IrcError, UnsupportedOp
+from irc.errors import InvalidModel, IrcError
 
 from . import kernels, rnn
 from .shapes import expected_weight_shapes, infer_shapes
@@ -12,8 +16,6 @@ from .options import ExecutorOptions
 from .reader import ViyaModelFiles, load_viya_model
 
 F32 = np.float32
-# Layers that may carry a dropout rate (viya-semantics.md §12).
-DROPOUT_KINDS = tuple(k.name for k in schema.KINDS.values() if k.dropout)
 
 
 def execute(model: ViyaModelFiles, x, options: ExecutorOptions | None = None,
@@ -83,83 +85,16 @@ def _check_loaded_weights(model: ViyaModelFiles, options: ExecutorOptions):
 
 
 def _run_layer(layer, sources, options: ExecutorOptions) -> np.ndarray:
-    opts, w = layer.options, layer.weights
-    kind = layer.type
-    if rnn.handles(layer, sources):   # recurrent, or fc/output per time step (§13)
+    kind = schema.KINDS[layer.type]   # infer_shapes() has refused every kind not computed
+    if rnn.handles(layer, sources) and layer.type != "recurrent":   # fc/output per step (§13)
         y = rnn.run_layer(layer, sources, options, _activate)
-        if options.dropout_scoring == "scale_keep" and kind in DROPOUT_KINDS and opts["dropout"]:
-            y = y * F32(1.0 - opts["dropout"])
-        return y
-    if kind == "input":
-        y = _input(layer, sources)
-    elif kind in ("convo", "groupconvo"):
-        geo = kernels.spatial_geometry(opts, *sources[0].shape[2:], False, options)
-        y = kernels.conv2d(sources[0], w["kernel"], w.get("bias"),
-                           (opts["stride_h"], opts["stride_w"]),
-                           ((geo[0][0], geo[0][1]), (geo[1][0], geo[1][1])), opts["ngroups"])
-    elif kind == "pool":
-        y = _pool(opts, sources[0], options)
-    elif kind in ("fc", "output"):
-        v = kernels.flatten_concat(sources)
-        full = kind == "fc" or opts["fullconnect"]
-        y = kernels.dense(v, w["kernel"], w.get("bias")) if full else v
-    elif kind == "batchnorm":
-        variance = w["moving_variance"] + F32(options.bn_extra_eps)
-        if np.any(variance <= 0):
-            raise InvalidModel("moving_variance + bn_extra_eps must be > 0 (was the source "
-                               "epsilon folded into the variance?)", node=layer.name)
-        y = kernels.batchnorm(sources[0], w["gamma"], w["beta"], w["moving_mean"],
-                              w["moving_variance"], options.bn_extra_eps)
-    elif kind == "residual":
-        y = sources[0].copy()
-        for other in sources[1:]:
-            y += other
-    elif kind == "concat":
-        axis = 1   # channels of (N, C, H, W), or end to end for (N, n) vectors
-        y = np.concatenate(sources, axis=axis)
-    elif kind == "reshape":
-        y = _reshape(layer, sources[0], options)
-    else:   # infer_shapes() has already rejected every other kind
-        raise UnsupportedOp(f"layer type {kind!r} is not supported by the executor",
-                            node=layer.name)
-    if "act" in opts:
-        y = _activate(layer, y, options)
-    if options.dropout_scoring == "scale_keep" and kind in DROPOUT_KINDS and opts["dropout"]:
-        y = y * F32(1.0 - opts["dropout"])
+    else:
+        y = kind.run(layer, sources, options)
+        if "act" in layer.options and layer.type != "recurrent":   # the cell applies its own
+            y = _activate(layer, y, options)
+    if options.dropout_scoring == "scale_keep" and kind.dropout and layer.options["dropout"]:
+        y = y * F32(1.0 - layer.options["dropout"])
     return y
-
-
-def _input(layer, x: np.ndarray) -> np.ndarray:
-    opts = layer.options
-    want = (opts["nchannels"], opts["height"], opts["width"])
-    if x.shape[1:] != want:
-        raise ValueError(f"input layer {layer.name!r} takes (N, {want[0]}, {want[1]}, "
-                         f"{want[2]}) images; got {x.shape}. The executor does not resize.")
-    per_channel = (1, -1, 1, 1)
-    y = x * F32(opts["scale"]) - opts["offsets"].reshape(per_channel)
-    y /= opts["normstds"].reshape(per_channel)
-    return y
-
-
-def _pool(opts: dict, x: np.ndarray, options: ExecutorOptions) -> np.ndarray:
-    if opts["height"] == 0 and opts["width"] == 0:
-        return kernels.global_pool(x, opts["pool"])
-    geo = kernels.spatial_geometry(opts, *x.shape[2:], True, options)
-    return kernels.pool2d(x, opts["pool"], (opts["height"], opts["width"]),
-                          (opts["stride_h"], opts["stride_w"]), geo,
-                          maxpool_pad=options.maxpool_pad,
-                          avgpool_divisor=options.avgpool_divisor)
-
-
-def _reshape(layer, x: np.ndarray, options: ExecutorOptions) -> np.ndarray:
-    opts = layer.options
-    # Only the plain C-order reinterpretation is known (SAS's exporter); the documented AUTO
-    # permutations are open (viya-semantics.md §11), so explicit other orders are refused.
-    if opts["order"] not in ("auto",):
-        raise UnsupportedOp(f"reshape order {opts['order']!r}: only the default order is "
-                            f"executed (reshape_mode={options.reshape_mode!r})",
-                            node=layer.name)
-    return x.reshape(x.shape[0], opts["depth"], opts["height"], opts["width"])
 
 
 def _activate(layer, y: np.ndarray, options: ExecutorOptions) -> np.ndarray:
