@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from irc.frontends.source import Source, open_source, to_onnx
+from irc.detection_spec import METADATA_KEY as DETECTION_KEY, DetectionSpec
 from irc.input_spec import InputSpec
 from irc.ir.graph import Graph
 
@@ -48,7 +49,7 @@ def optimize(graph: Graph, pipeline=None, instruments=(), ctx=None) -> Graph:
 def compile(source, name: str | None = None, input_shape=None,
             input_options: "InputSpec | dict | None" = None,
             pipeline=None, instruments=(), pass_context=None, weights=None,
-            **frontend_options):  # noqa: A001 - the public name users expect
+            detection=None, **frontend_options):  # noqa: A001 - the public name users expect
     """Compile ``source`` into a :class:`~irc.backends.viya.model.ViyaModel`.
 
     ``source``: an .onnx path or ModelProto, a .prototxt (with ``weights=`` its .caffemodel),
@@ -63,15 +64,20 @@ def compile(source, name: str | None = None, input_shape=None,
     ``frontend_options``: ``drop_lrn`` (Caffe), ``allow_lambda`` and ``keras_route`` ("auto",
     "direct" or "tf2onnx") (Keras); ``example_inputs`` (a tuple of tensors: an nn.Module's
     input shape), ``allow_pickle`` (load PyTorch files, which runs code stored in them) and
-    ``torch_exporter`` ("auto", "dynamo" or "torchscript") (PyTorch).
+    ``torch_exporter`` ("auto", "dynamo" or "torchscript") (PyTorch). ``detection``: a YOLO
+    head (an :class:`irc.detection_spec.DetectionSpec` or a dict of its fields) for a model
+    whose last tensor is the grid; Viya's detection layer is appended after it.
     """
     from irc.backends.viya.lower import lower
     from irc.passes.registry import PassContext
     from irc.progress import report
 
     input_spec = InputSpec.of(input_options)  # a bad option fails before the model loads
+    detection = DetectionSpec.of(detection)
     imported = import_model(source, input_shape, weights, **frontend_options)
     graph = imported.graph
+    if detection is not None:   # the user's head replaces any the source states
+        graph.metadata[DETECTION_KEY] = detection.to_json()
     ctx = pass_context if pass_context is not None else PassContext()
     optimize(graph, pipeline, instruments, ctx)
     report("lowering to Viya layers")

@@ -1,6 +1,7 @@
 """The core commands: compile, verify, passes, ops."""
 from __future__ import annotations
 
+from irc.cli.detection_options import detection_from_args
 from irc.cli.options import (_executor_options, _frontend_options, _input_spec,
                              _input_shapes, _instruments, _report_instruments)
 
@@ -24,6 +25,7 @@ def _compile(args, progress) -> int:
         model = compile_model(args.model, name=args.name,
                               input_shape=_input_shapes(args.input_shape),
                               input_options=_input_spec(args), instruments=instruments,
+                              detection=detection_from_args(args),
                               pass_context=ctx, **_frontend_options(args))
     finally:
         _report_instruments(args, instruments, ctx)

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from irc import __version__
+from irc.cli.detection_options import add_detection_arguments
 from irc.cli.commands import cmd_compile, cmd_ops, cmd_passes, cmd_verify
 from irc.cli.tools import cmd_deploy, cmd_diff, cmd_export, cmd_inspect
 
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel-order", choices=["bgr", "rgb"],
                    help="channel order the source was trained on (Viya feeds B,G,R; with rgb, "
                         "irc reverses the first convolutions' input channels). Default: bgr")
+    add_detection_arguments(p)
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.add_argument("--no-verify", action="store_true",
                    help="skip re-running the emitted files against the source")

@@ -84,6 +84,9 @@ class Graph:
         # graph input/output -> the axis the source model holds the batch on, where it is not 0
         # (a time-major sequence: 1); the IR itself keeps the batch on axis 0
         self.source_batch_axes: dict[str, int] = {}
+        # facts about the model as a whole that no op carries (ONNX metadata_props under
+        # "irc.*", such as a detection head: irc.detection_spec)
+        self.metadata: dict[str, str] = {}
         self._nx = nx.MultiDiGraph()
         self._counter = itertools.count()
 

@@ -84,6 +84,7 @@ def to_onnx(graph: Graph, with_intermediates: bool = False) -> onnx.ModelProto:
     model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="irc")
     model.ir_version = 8
+    helper.set_model_props(model, dict(graph.metadata))   # e.g. a detection head
     return model
 
 

@@ -316,4 +316,5 @@ def import_onnx(source, input_shapes=None, label: str | None = None,
     model = height_one_layers(model, input_shapes, label)  # 1-D layers (issue 16)
     graph = OnnxImporter(model, label, base_dir, input_shapes).run()
     graph.source_batch_axes = source_batch_axes
+    graph.metadata = {p.key: p.value for p in model.metadata_props if p.key.startswith("irc.")}
     return graph

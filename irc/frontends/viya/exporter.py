@@ -60,7 +60,8 @@ def export(path_or_table, output=None, weights=None, generate_weights: bool = Fa
     model = read_viya(path_or_table, weights, generate_weights, opts)
     proto = to_onnx(to_graph(model, opts))
     proto.doc_string = f"exported by irc from the Viya model {model.name!r}"
-    helper.set_model_props(proto, {
+    helper.set_model_props(proto, {   # beside what the graph states (a detection head)
+        **{prop.key: prop.value for prop in proto.metadata_props},
         "irc.viya.model": str(model.model_path),
         "irc.viya.weights": model.weights_source,
         "irc.viya.options": json.dumps(opts.as_dict(), sort_keys=True, default=str)})

@@ -19,6 +19,7 @@ from irc.backends.viya import schema
 from irc.backends.viya.executor.kernels import LEAKY_SLOPE, spatial_geometry
 from irc.backends.viya.executor.shapes import infer_shapes
 from irc.backends.viya.executor.reader import ViyaModelFiles
+from irc.detection_spec import METADATA_KEY, DetectionSpec
 from irc.errors import UnsupportedAttribute
 from irc.ir.graph import Graph, Provenance
 from irc.ir.ops import ACTIVATION_OPS
@@ -126,6 +127,18 @@ class ExportLowering:
         final = self.temp(hint)
         self.graph.rename_value(value, final)
         return final
+
+    def note_detection(self, options: dict) -> None:
+        """A detection layer: the ONNX ends at its grid and states the head in its metadata,
+        in the form irc's own compile reads (irc.detection_spec)."""
+        spec = DetectionSpec(version=options["version"], classes=options["classes"],
+                             boxes=options["boxes"], softmax=options["softmax"],
+                             anchors=() if options["anchors"] is None
+                             else tuple(options["anchors"].reshape(-1).tolist()),
+                             coord_type=options["coord_type"], do_sqrt=options["do_sqrt"],
+                             detection_threshold=options["threshold"],
+                             iou_threshold=options["iou"], max_boxes=options["max_boxes"])
+        self.graph.metadata[METADATA_KEY] = spec.to_json()
 
     def shape_of(self, value: str) -> tuple:
         return self.graph.value(value).type.shape

@@ -28,6 +28,7 @@ _CHOICES = {
     "rnn_reversed_output": ("input_order", "processing_order"),
     "reshape_mode": ("chw_reinterpret",),
     "transconv_layout": ("onnx",),
+    "detection_nms": ("per_class", "all"),
 }
 
 # gru_reset_after is three-valued; the strings users naturally type are mapped to it.
@@ -55,6 +56,8 @@ class ExecutorOptions:
     rnn_reversed_output: str = "input_order"
     reshape_mode: str = "chw_reinterpret"
     transconv_layout: str = "onnx"
+    # YOLO decoding: is non-maximum suppression per class (darknet's) or across classes?
+    detection_nms: str = "per_class"
 
     def __post_init__(self):
         for name in ("auto_act_recurrent", "auto_act_transconvo"):

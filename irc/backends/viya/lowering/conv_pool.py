@@ -22,7 +22,7 @@ def check_dilations(ctx: LoweringContext, node: Node) -> bool:
     return True
 
 
-@LOWERINGS.register("Conv")
+@LOWERINGS.register("Conv", emits=("convo", "groupconvo"))
 def lower_conv(ctx: LoweringContext, node: Node) -> None:
     x, w = node.inputs[0], node.inputs[1]
     x_shape = ctx.graph.value(x).type.shape
@@ -51,7 +51,8 @@ def lower_conv(ctx: LoweringContext, node: Node) -> None:
             weights)
 
 
-@LOWERINGS.register("MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool")
+@LOWERINGS.register("MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool",
+                    emits=("pool",))
 def lower_pool(ctx: LoweringContext, node: Node) -> None:
     x = node.inputs[0]
     x_shape = ctx.graph.value(x).type.shape

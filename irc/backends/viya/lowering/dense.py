@@ -20,6 +20,12 @@ def _error() -> str:
     return schema.default("output", "error")
 
 
+@LOWERINGS.hook("before", order=50)
+def merge_softmax_gemms(ctx: LoweringContext) -> None:
+    ctx.merged_gemms = softmax_output_gemms(ctx.graph)
+    ctx.merged_values = {ctx.graph.node(n).outputs[0] for n in ctx.merged_gemms}
+
+
 def softmax_output_gemms(graph: Graph) -> set[str]:
     """Gemm nodes that lowering merges into a softmax output layer."""
     merged = set()
@@ -55,7 +61,7 @@ def gemm_layer(ctx: LoweringContext, node: Node, as_output: bool, act: str) -> L
                    weights)
 
 
-@LOWERINGS.register("Gemm")
+@LOWERINGS.register("Gemm", emits=("fc", "output"))
 def lower_gemm(ctx: LoweringContext, node: Node) -> None:
     if node.name in ctx.merged_gemms:
         return  # lowered with its Softmax
@@ -97,6 +103,7 @@ def lower_softmax(ctx: LoweringContext, node: Node) -> None:
                              "fullconnect": False, "error": _error()}, [x], node.outputs[0])
 
 
+@LOWERINGS.hook("after", order=90)
 def add_output_layers(ctx: LoweringContext) -> None:
     """Every graph output ends in a Viya output layer (trap 29: loss-only when needed)."""
     for out in ctx.graph.outputs:

@@ -9,8 +9,9 @@ when lowering fails.
 """
 from __future__ import annotations
 
-# The handler modules register their lowerings on import.
-from irc.backends.viya.lowering import conv_pool, dense, merge, recurrent, shape  # noqa: F401
+# The handler modules register their lowerings and hooks on import.
+from irc.backends.viya.lowering import (conv_pool, dense, detection, merge,  # noqa: F401
+                                        recurrent, shape)
 from irc.backends.viya.channel_order import read_rgb_as_bgr
 from irc.backends.viya.lowering import unit_axis
 from irc.backends.viya.lowering.context import LoweringContext
@@ -40,8 +41,8 @@ def lower(graph: Graph, name: str | None = None, input_spec: InputSpec | dict | 
                                 hint="export the model with a single image input")
     for value in graph.inputs:
         lower_input(ctx, value)
-    ctx.merged_gemms = dense.softmax_output_gemms(graph)
-    ctx.merged_values = {graph.node(n).outputs[0] for n in ctx.merged_gemms}
+    for hook in LOWERINGS.hooks("before"):
+        hook(ctx)
     for node in graph.nodes():
         if node.name in ctx.claimed:
             continue  # lowered as part of a per-time-step dense layer
@@ -51,8 +52,8 @@ def lower(graph: Graph, name: str | None = None, input_spec: InputSpec | dict | 
                 ctx.problem(node, "reads a value no Viya layer computes")
             continue  # an earlier problem already reported; don't cascade
         handler(ctx, node)
-    recurrent.finish(ctx)
-    dense.add_output_layers(ctx)
+    for hook in LOWERINGS.hooks("after"):   # sequence outputs, detection heads, output layers
+        hook(ctx)
     if spec.channel_order == "rgb" and not ctx.problems:
         for text in read_rgb_as_bgr(ctx.model):
             ctx.problems.add(None, text)

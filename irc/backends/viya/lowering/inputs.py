@@ -9,7 +9,10 @@ from __future__ import annotations
 from irc.backends.viya import schema
 from irc.backends.viya.lowering import unit_axis
 from irc.backends.viya.lowering.context import LoweringContext, Seq
+from irc.backends.viya.lowering.registry import LOWERINGS
 from irc.backends.viya.model import LoweredLayer
+
+LOWERINGS.emits("input")   # the driver lowers the graph input through lower_input
 
 SEQUENCE_INPUT_NOTE = ("sequence input: nchannels 1, height 1, width T·d, values time-major "
                        "(t·d + j), as DLPy's Keras importer")

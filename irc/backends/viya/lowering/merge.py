@@ -13,7 +13,7 @@ from irc.backends.viya.lowering.registry import LOWERINGS
 from irc.ir.graph import Graph, Node
 
 
-@LOWERINGS.register("BatchNormalization")
+@LOWERINGS.register("BatchNormalization", emits=("batchnorm",))
 def lower_batchnorm(ctx: LoweringContext, node: Node) -> None:
     x, scale, bias, mean, var = node.inputs
     eps = float(node.attrs.get("epsilon", 1e-5))
@@ -25,7 +25,7 @@ def lower_batchnorm(ctx: LoweringContext, node: Node) -> None:
     ctx.add(node, "batchnorm", {"act": ctx.act(node)}, [x], node.outputs[0], weights)
 
 
-@LOWERINGS.register("Sum")
+@LOWERINGS.register("Sum", emits=("residual",))
 def lower_sum(ctx: LoweringContext, node: Node) -> None:
     shapes = {ctx.graph.value(i).type.shape for i in node.inputs}
     if len(shapes) != 1:
@@ -47,7 +47,7 @@ def is_fc_concat(graph: Graph, node: Node) -> bool:
                                       and out not in r.inputs[1:] for r in readers))
 
 
-@LOWERINGS.register("Concat")
+@LOWERINGS.register("Concat", emits=("concat",))
 def lower_concat(ctx: LoweringContext, node: Node) -> None:
     if any(i in ctx.flattened for i in node.inputs):
         if not is_fc_concat(ctx.graph, node):

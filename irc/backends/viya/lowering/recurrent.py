@@ -2,7 +2,7 @@
 
 The handlers register for the recurrent ops (whatever they read), for the ops reading a
 per-time-step sequence (``SEQUENCE``) and for reshapes of a final state (``STATE``); the
-driver calls :func:`finish` before adding the output layers. The sequence input layer is in
+after-hook :func:`finish` runs before the output layers are added. The sequence input layer is in
 inputs.py. The rules (viya-target.md §3.2, §5.5; viya-semantics.md §13):
 
 - each direction of an op is one ``recurrent`` layer (bidirectional: ``forward_<name>`` and
@@ -90,7 +90,7 @@ def _cell_act(node) -> str:
     return CELL_ACT[cell]
 
 
-@LOWERINGS.register(*RECURRENT_OPS, reads=ANY)
+@LOWERINGS.register(*RECURRENT_OPS, reads=ANY, emits=("recurrent", "fc", "output"))
 def lower_recurrent(ctx: LoweringContext, node: Node) -> None:
     x = node.inputs[0]
     src = ctx.seq.get(x)
@@ -270,6 +270,7 @@ def _output_layer(ctx, out: str, seq: Seq, act: str, sources=()) -> None:
     ctx.model.outputs[out] = layer.name
 
 
+@LOWERINGS.hook("after", order=10)
 def finish(ctx) -> None:
     """Output layers for sequence graph outputs (per time step, no weights)."""
     graph = ctx.graph

@@ -11,7 +11,7 @@ from irc.backends.viya.lowering.registry import LOWERINGS
 from irc.ir.graph import Node
 
 
-@LOWERINGS.register("Reshape")
+@LOWERINGS.register("Reshape", emits=("reshape",))
 def lower_reshape(ctx: LoweringContext, node: Node) -> None:
     out = ctx.graph.value(node.outputs[0]).type.shape
     if len(out) != 4:
