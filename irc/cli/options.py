@@ -123,8 +123,9 @@ def _executor_options(pairs):
     try:
         return ExecutorOptions(**values)
     except (TypeError, ValueError) as exc:
-        raise UnsupportedAttribute(f"--option: {exc}", hint="see viya-semantics.md §16 for the "
-                                   "executor options and their values") from None
+        raise UnsupportedAttribute(f"--option: {exc}", hint=(
+            "see docs/viya-semantics.md §16 in the irc repository for the executor options "
+            "and their values")) from None
 
 
 def _write_or_print(text_or_bytes, target) -> None:

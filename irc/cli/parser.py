@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def executor_options(p):
         p.add_argument("--option", action="append", metavar="KEY=VALUE",
-                       help="reference executor option for an open point (viya-semantics.md §16)")
+                       help="executor option for an open point (docs/viya-semantics.md §16)")
 
     def frontend(p):
         p.add_argument("--weights", metavar="CAFFEMODEL", help="a Caffe net's .caffemodel")
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fc-weight-order", choices=["in_major", "out_major"],
                    help="fc kernel order in a weights table (open point; default in_major)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="Viya semantics for an open point (viya-semantics.md §16)")
+                   help="Viya semantics for an open point (docs/viya-semantics.md §16)")
     common(p, quiet=False)
     p.set_defaults(func=cmd_export)
 

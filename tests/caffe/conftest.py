@@ -12,8 +12,7 @@ import pytest
 from irc.frontends.caffe import caffe_subset_pb2 as pb
 
 RTOL, ATOL = 1e-4, 1e-5
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-CORPUS = SHARED / "corpus" / "caffe"
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "caffe"   # origins: SOURCES.md there
 
 
 
@@ -26,9 +25,9 @@ def opencv(prototxt, caffemodel, x) -> dict[str, np.ndarray]:
 
 
 def corpus(name: str) -> Path:
+    """A real Caffe file kept in tests/fixtures/caffe (a missing one fails the test)."""
     path = CORPUS / name
-    if not path.is_file():
-        pytest.skip(f"the shared Caffe corpus is absent ({path})")
+    assert path.is_file(), f"the Caffe fixture {path} is missing from the checkout"
     return path
 
 

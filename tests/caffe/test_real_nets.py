@@ -1,4 +1,4 @@
-"""The real Caffe nets of the shared corpus: the real LeNet with its trained caffemodel, real
+"""The real Caffe nets kept as test fixtures (tests/fixtures/caffe): the real LeNet with its trained caffemodel, real
 architectures with random caffemodels (compiled by irc, re-executed from the written files,
 compared with OpenCV), structure-only conversion of the large ones, and the LRN nets."""
 from __future__ import annotations

@@ -14,10 +14,7 @@ from irc.errors import InvalidModel, UnsupportedOp
 from .viya_files import input_layer, layer, write_folder, write_table_csv, write_weights_h5
 
 F32 = np.float32
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-TABLES = SHARED / "corpus" / "viya-tables"
-needs_tables = pytest.mark.skipif(not TABLES.is_dir(),
-                                  reason=f"server-written tables not found at {TABLES}")
+TABLES = Path(__file__).resolve().parents[1] / "fixtures" / "viya-tables"   # server-written
 rng = np.random.default_rng(7)
 
 
@@ -216,7 +213,6 @@ def test_unknown_layer_in_layer_names_is_an_error(tmp_path):
 
 # ----------------------------------------------------------------------------- real tables
 
-@needs_tables
 def test_simple_cnn_table_parses():
     model = read_model_table(TABLES / "Simple_CNN.csv")
     assert model.name == "simple_cnn"
@@ -233,7 +229,6 @@ def test_simple_cnn_table_parses():
     assert model.terminal_layers() == ["output"]
 
 
-@needs_tables
 def test_vgg16_table_parses():
     model = read_model_table(TABLES / "vgg16.csv")
     kinds = [x.type for x in model.layers]
@@ -249,7 +244,6 @@ def test_vgg16_table_parses():
     assert model.terminal_layers() == ["fc8"]
 
 
-@needs_tables
 def test_yolo_and_acoustic_tables_parse():
     yolo = read_model_table(TABLES / "YOLOV2_MULTISIZE.csv")
     kinds = {x.type for x in yolo.layers}
@@ -264,7 +258,6 @@ def test_yolo_and_acoustic_tables_parse():
     assert [x.type for x in acoustic.layers].count("recurrent") == 4
 
 
-@needs_tables
 def test_acoustic_model_refuses_its_variable_length_input(tmp_path):
     shutil.copy(TABLES / "sample_acoustic_model.csv", tmp_path / "model_table.csv")
     write_weights_h5(tmp_path / "m_weights.kerasmodel.h5", {})
@@ -272,7 +265,6 @@ def test_acoustic_model_refuses_its_variable_length_input(tmp_path):
         load_viya_model(tmp_path)
 
 
-@needs_tables
 def test_simple_cnn_executes_with_random_weights(tmp_path):
     shutil.copy(TABLES / "Simple_CNN.csv", tmp_path / "model_table.csv")
 

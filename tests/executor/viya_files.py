@@ -1,7 +1,7 @@
 """Write Viya model files by hand, independently of the compiler.
 
 ``model.json`` follows docs/output-folder.md; the weights file follows the KERAS layout of
-shared/spec/viya-target.md §5.2: root attribute ``layer_names`` (fixed-length byte strings,
+docs/viya-target.md §5.2: root attribute ``layer_names`` (fixed-length byte strings,
 addLayer order), one group ``/<L>`` with attribute ``weight_names``, datasets at
 ``/<L>/<L>/<param>:0``, float32.
 """

@@ -14,8 +14,7 @@ from irc.ir.onnx_export import run_onnxruntime
 from irc.verify import compare, viya_input
 
 RTOL, ATOL = 1e-4, 1e-5
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-TABLES = SHARED / "corpus" / "viya-tables"
+TABLES = Path(__file__).resolve().parents[1] / "fixtures" / "viya-tables"   # server-written
 
 
 def assert_close(reference, candidate, what: str = "", scaled: bool = False):

@@ -1,4 +1,4 @@
-"""The real server-written model tables (shared/corpus/viya-tables): structure of the export,
+"""The real server-written model tables (tests/fixtures/viya-tables): structure of the export,
 onnxruntime runs it, and every layer equals irc's reference executor on the same table with
 the same generated weights written to a KERAS HDF5 file. Detection and recurrent/CTC models
 are refused by name."""
@@ -14,9 +14,6 @@ from irc.frontends.viya import export, read_viya, to_graph, write_weights_h5
 from irc.ir.onnx_export import run_onnxruntime, to_onnx
 
 from .common import TABLES, assert_close, count
-
-pytestmark = pytest.mark.skipif(not TABLES.is_dir(),
-                                reason=f"the server-written tables are not at {TABLES}")
 
 
 def dims(value_info) -> list:

@@ -12,7 +12,7 @@ from irc.backends.viya.executor import ExecutorOptions, rnn
 from irc.errors import InvalidModel, UnsupportedOp
 from tests.recurrent.conftest import GATES, assert_close, sequences
 
-TABLES = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "viya-tables"
+TABLES = Path(__file__).resolve().parents[1] / "fixtures" / "viya-tables"
 CELL = {"RNN": rnn._rnn_step, "LSTM": rnn._lstm_step, "GRU": rnn._gru_step}
 ONNX_TO_KERAS_LSTM = [0, 2, 3, 1]
 
@@ -179,8 +179,6 @@ def test_input_width_must_be_a_multiple_of_the_kernel_rows(tmp_path):
         run_folder(tmp_path, np.zeros((1, 1, 1, 30), np.float32))
 
 
-@pytest.mark.skipif(not (TABLES / "sample_acoustic_model.csv").is_file(),
-                    reason="corpus tables not present")
 def test_acoustic_table_recurrent_options_are_read():
     from irc.backends.viya.executor.reader import read_model_table
 

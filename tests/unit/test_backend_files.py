@@ -13,9 +13,7 @@ from irc.backends.viya.table import TableNotExpressible
 from irc.utils.onnx_builder import OnnxBuilder
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLES = ROOT.parent / "shared" / "corpus" / "viya-tables"
-needs_tables = pytest.mark.skipif(not TABLES.is_dir(),
-                                  reason="../shared/corpus/viya-tables is not beside the checkout")
+TABLES = ROOT / "tests" / "fixtures" / "viya-tables"   # written by a Viya server
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +108,6 @@ def _vocabulary(rows):
     return vocab
 
 
-@needs_tables
 def test_model_table_uses_the_server_vocabulary(tmp_path):
     model = irc.compile(_vgg_like(), name="vgg_like",
                         input_options={"offsets": [103.939, 116.779, 123.68]})
@@ -174,7 +171,6 @@ def test_table_and_payloads_execute_identically(tmp_path):
 
 # ---- the layer schema (irc/backends/viya/schema.py) against server tables and its readers
 
-@needs_tables
 def test_schema_table_labels_and_codes_are_the_servers():
     """Every (layertype label, code) and (act label, code) pair a server wrote is the schema's."""
     from irc.backends.viya import schema

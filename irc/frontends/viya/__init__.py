@@ -6,7 +6,7 @@ with a KERAS HDF5 file, a weights table, or generated weights) and export it to 
     proto = export("model_table.csv", weights="weights.csv", options={"fc_weight_order": ...})
 
 The ONNX model computes what Viya computes under the reference executor's semantics
-(shared/spec/viya-semantics.md; the open points are ``options``).
+(docs/viya-semantics.md; the open points are ``options``).
 """
 from .exporter import export, read_viya
 from .loading import (EXPORTABLE, generate_weights, read_structure, read_weights_table,

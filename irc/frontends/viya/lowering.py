@@ -1,6 +1,6 @@
 """Lower a Viya model read from disk (layers + weights) to an IR graph of ONNX-semantics ops.
 
-Every implicit Viya rule becomes explicit (shared/spec/viya-semantics.md): the input layer's
+Every implicit Viya rule becomes explicit (docs/viya-semantics.md): the input layer's
 ``(x·scale − offsets)/normstds`` becomes Mul/Sub/Div; automatic and explicit padding become
 ONNX ``pads`` (the geometry is the reference executor's own, so conv puts the odd pixel after
 and pool follows ``pool_auto_pad``); AUTO activations are already resolved per layer kind by

@@ -1,7 +1,7 @@
 """How the Viya → ONNX export resolves the open points of Viya's semantics.
 
 The scoring semantics follow the reference executor exactly (its :class:`ExecutorOptions`,
-shared/spec/viya-semantics.md §16); the export adds the points that only matter when reading
+docs/viya-semantics.md §16); the export adds the points that only matter when reading
 weights back from a server-written weights TABLE (viya-target.md §7.2) or generating them.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The Caffe plug-in: a .prototxt (text) plus its .caffemodel (binary), compiled with
-``irc compile NET.prototxt --weights NET.caffemodel``. Seeds: the shared corpus's trained LeNet
+``irc compile NET.prototxt --weights NET.caffemodel``. Seeds: the fixtures' trained LeNet
 (when present), CIFAR-10 quick with random weights, and a small generated net with BatchNorm
 and Scale. Mutators damage the text (numbers, lines, layer blocks, names), the binary (bytes,
 blob shapes and data) and the command line."""
@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover
     pb = None
 
 ROOT = Path(__file__).resolve().parents[3]
-CORPUS = ROOT.parent / "shared" / "corpus" / "caffe"
+CORPUS = ROOT / "tests" / "fixtures" / "caffe"
 
 SMALL_NET = """name: "small"
 layer { name: "data" type: "Input" top: "data"

@@ -1,7 +1,7 @@
 """NumPy reference executor of emitted Viya models.
 
 It proves a conversion without a Viya server by re-executing THE FILES on disk (model.json or
-model_table.csv plus the KERAS HDF5 weights) the way Viya computes (shared/spec/
+model_table.csv plus the KERAS HDF5 weights) the way Viya computes (docs/
 viya-semantics.md); it never sees the compiler's in-memory structures.
 
     model = load_viya_model("out/")                  # or .../model.json, .../model_table.csv

@@ -1,6 +1,6 @@
 """Switches for the points of Viya's scoring semantics that are not settled publicly.
 
-Every field is one "open" point of ``shared/spec/viya-semantics.md`` §16 and defaults to the
+Every field is one "open" point of ``docs/viya-semantics.md`` §16 and defaults to the
 value that spec names. Tests that depend on an open point must pin the field explicitly.
 """
 from __future__ import annotations
