@@ -1,5 +1,5 @@
 """The detection layer: YOLO v1/v2 boxes decoded from the grid its source computes
-(docs/viya-semantics.md §15b).
+(docs/viya-semantics.md §17).
 
 Payload keys and defaults are those SAS's client DLPy sends for its ``Detection`` layer (keys
 without underscores, strings lower-cased); table keys and numbers are those of a server-written
