@@ -14,7 +14,7 @@ from irc.backends.viya.executor import ExecutorOptions
 from irc.backends.viya.executor.reader import ViyaLayer
 from irc.backends.viya.executor.shapes import output_shape
 from irc.backends.viya.kinds.base import Kind, KindRefused
-from irc.backends.viya.lowering import driver  # noqa: F401 - fills LOWERINGS
+from irc.backends.viya.lowering import catalog  # noqa: F401 - fills LOWERINGS
 from irc.backends.viya.lowering.registry import LOWERINGS
 
 

@@ -9,14 +9,12 @@ when lowering fails.
 """
 from __future__ import annotations
 
-# The handler modules register their lowerings and hooks on import.
-from irc.backends.viya.lowering import (conv_pool, dense, detection, merge,  # noqa: F401
-                                        recurrent, shape)
 from irc.backends.viya.channel_order import read_rgb_as_bgr
-from irc.backends.viya.lowering import unit_axis
+from irc.backends.viya.lowering import recurrent, unit_axis
+from irc.backends.viya.lowering.catalog import LOWERINGS   # every handler and hook, registered
 from irc.backends.viya.lowering.context import LoweringContext
 from irc.backends.viya.lowering.inputs import lower_input
-from irc.backends.viya.lowering.registry import ANY, LOWERINGS, SEQUENCE, STATE, TENSOR
+from irc.backends.viya.lowering.registry import ANY, SEQUENCE, STATE, TENSOR
 from irc.backends.viya.model import ViyaModel
 from irc.backends.viya.names import sanitize
 from irc.errors import ViyaCannotExpress
