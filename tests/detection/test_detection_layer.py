@@ -205,3 +205,41 @@ def test_the_executor_reads_the_detection_model_from_the_table(tmp_path):
     table = load_viya_model(out / "model_table.csv")
     from irc.backends.viya.executor import execute
     np.testing.assert_array_equal(execute(table, x)["detection"], from_json)
+
+
+def test_a_yolov1_head_compiles_and_decodes_as_darknets_detection_layer(tmp_path):
+    """YOLOv1: a vector of S·S·K class probabilities, S·S·B confidences, S·S·B·4 boxes."""
+    s, b, k = 3, 2, 4
+    builder = OnnxBuilder("yolo1", (1, 3, 8, 8), seed=4)
+    x = builder.op("Flatten", builder.conv(builder.input, 4, 3, pads=[1] * 4, name="c1"))
+    grid = builder.gemm(x, 4 * 8 * 8, s * s * (b * 5 + k), name="grid")
+    model = irc.compile(builder.build([grid]), name="yolo1",
+                        detection={"version": "yolov1", "classes": k, "boxes": b,
+                                   "do_sqrt": True, "detection_threshold": 0.0,
+                                   "max_boxes": 50})
+    out = tmp_path / "out"
+    model.save(out)
+    assert not (out / "model_table.csv").exists()   # no yoloVersion 1 code was ever seen
+    x = np.random.default_rng(5).uniform(0, 1, (1, 3, 8, 8)).astype(np.float32)
+    outputs = run_folder(out, x, all_layers=True)
+    v = outputs["grid"][0].astype(np.float64)
+    expected = []
+    for i in range(s * s):
+        row, col = divmod(i, s)
+        for n in range(b):
+            scale = v[s * s * k + i * b + n]
+            box = v[s * s * (k + b) + (i * b + n) * 4:][:4]
+            probs = scale * v[i * k:(i + 1) * k]
+            expected.append((int(np.argmax(probs)), probs.max(), (box[0] + col) / s,
+                             (box[1] + row) / s, box[2] ** 2, box[3] ** 2))
+    expected = [e for e in sorted(expected, key=lambda e: -e[1]) if e[1] > 0]
+    kept = []
+    for e in expected:
+        if all(q[0] != e[0] or _iou(q[2:], e[2:]) <= 0.45 for q in kept):
+            kept.append(e)
+    got = outputs["detection"].reshape(50, 6)
+    got = got[got[:, 0] >= 0]
+    assert len(got) == len(kept) > 2
+    for g, r in zip(got, kept):
+        assert int(g[0]) == r[0] and g[1] == pytest.approx(r[1], rel=1e-5, abs=1e-6)
+        np.testing.assert_allclose(g[2:], r[2:], rtol=1e-5, atol=1e-6)

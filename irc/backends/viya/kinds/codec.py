@@ -202,7 +202,7 @@ class PerChannel(Field):
         self.key = key
 
     def write(self, out, options):
-        for i, value in enumerate(options[self.key]):
+        for i, value in enumerate(options.get(self.key, ())):
             out.num(f"{self.key}.{i}", value, label=self.key)
 
 
