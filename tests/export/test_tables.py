@@ -4,6 +4,8 @@ the same generated weights written to a KERAS HDF5 file. Detection and recurrent
 are refused by name."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -82,12 +84,16 @@ def test_vgg16_structure_and_executor_parity(tmp_path):
     assert gemm_shapes == [(4096, 512 * 7 * 7), (4096, 4096), (2, 4096)]
 
 
-def test_yolov2_detection_is_refused_by_name():
-    with pytest.raises(UnsupportedOp) as err:
-        export(TABLES / "YOLOV2_MULTISIZE.csv", generate_weights=True)
-    assert "detection1" in str(err.value) and "detection" in err.value.message
-    assert err.value.node == "detection1"
-    assert err.value.file.endswith("YOLOV2_MULTISIZE.csv")
+def test_yolov2_detection_exports_to_its_grid_with_the_head_in_metadata():
+    """The server-written YOLOv2 table: the ONNX ends at the 3015 x 13 x 13 grid (the
+    detection layer has no ONNX operator) and states the head as irc.detection."""
+    proto = export(TABLES / "YOLOV2_MULTISIZE.csv", generate_weights=True)
+    assert dims(proto.graph.output[0]) == ["N", 3015, 13, 13]
+    head = json.loads({p.key: p.value for p in proto.metadata_props}["irc.detection"])
+    assert (head["version"], head["classes"], head["boxes"]) == (2, 598, 5)
+    assert head["anchors"][:2] == pytest.approx([9.77898381497796, 5.595484346842886])
+    assert (head["detection_threshold"], head["iou_threshold"], head["max_boxes"]) == \
+        pytest.approx((0.2, 0.5, 100))
 
 
 def test_acoustic_rnn_ctc_is_refused_by_name():
