@@ -5,7 +5,9 @@ the .cfg with two changes, neither touching a weight: [net]'s channels/height/wi
 to the input's (OpenCV sizes [connected] weights from them), and the sections after the
 layer irc's graph ends at are dropped — the detection head ([region]/[detection]: OpenCV
 implements no [detection] at all) and training-only [cost]. OpenCV's output is then that
-layer's, the tensor irc's ONNX graph outputs. :func:`run_opencv_region` runs the whole .cfg
+layer's, the tensor irc's ONNX graph outputs. A third change: where a [convolutional] or
+[connected] section gives no activation, the copy says ``activation=logistic``, darknet's
+default (OpenCV's importer would take linear). :func:`run_opencv_region` runs the whole .cfg
 and returns OpenCV's decoded [region] rows.
 
 Batch norm: darknet divides by ``sqrt(variance) + 1e-6`` (blas.c ``normalize_cpu``), OpenCV's
@@ -13,8 +15,12 @@ importer by ``sqrt(variance + 1e-6)`` (measured: tests/darknet/test_batchnorm_ep
 The two differ by up to 40% for a channel whose rolling variance is ~1e-6 (a dead channel of
 a trained net) and by 2e-6 relative at variance 0.1. So OpenCV gets a copy of the .weights
 whose rolling variances are v' = (sqrt(v) + 1e-6)² - 1e-6: its sqrt(v' + 1e-6) is then
-darknet's denominator, and OpenCV computes darknet's numbers. Only those floats change; their
-offsets come from the same .cfg walk that irc's conversion does.
+darknet's denominator, and OpenCV computes darknet's numbers.
+
+[connected] with batch_normalize: darknet stores biases, weights, scales, mean, variance;
+OpenCV 4.14 reads biases, scales, mean, variance, weights (as for a convolution) and computes
+NaN from the misplaced floats. The copy moves those arrays to where OpenCV reads them.
+Both rewrites take the arrays' offsets from the same .cfg walk irc's conversion does.
 """
 from __future__ import annotations
 
@@ -26,10 +32,14 @@ import numpy as np
 from irc.errors import InvalidModel
 from irc.frontends.darknet.cfg import read_cfg
 
+DEFAULT_LOGISTIC = ("convolutional", "conv", "connected")  # darknet's default activation
+
 
 def _cfg_text(cfg, shape, keep_layers: int | None) -> str:
-    """The .cfg text with [net] sized to ``shape`` (C, H, W) and only the first
-    ``keep_layers`` layer sections (all when None)."""
+    """The .cfg text with [net] sized to ``shape`` (C, H, W), only the first ``keep_layers``
+    layer sections (all when None), and darknet's default activation written out where a
+    [convolutional]/[connected] section leaves it unsaid: darknet's parser defaults to
+    logistic, OpenCV's importer to linear."""
     parsed = read_cfg(cfg)
     lines = Path(cfg).read_text(encoding="utf-8", errors="replace").splitlines()
     end = len(lines) if keep_layers is None or keep_layers >= len(parsed.layers) else \
@@ -38,29 +48,48 @@ def _cfg_text(cfg, shape, keep_layers: int | None) -> str:
     net = [l for l in lines[:first_layer]
            if "".join(l.split()).partition("=")[0] not in ("channels", "height", "width")]
     c, h, w = shape
-    return "\n".join(net + [f"channels={c}", f"height={h}", f"width={w}", ""]
-                     + lines[first_layer:end]) + "\n"
+    unsaid = {s.line - 1 for s in parsed.layers if s.kind in DEFAULT_LOGISTIC
+              and "activation" not in s.options}
+    body = []
+    for number in range(first_layer, end):
+        body.append(lines[number])
+        if number in unsaid:
+            body.append("activation=logistic")
+    return "\n".join(net + [f"channels={c}", f"height={h}", f"width={w}", ""] + body) + "\n"
 
 
-def _darknet_variances(cfg, weights, shape, path: Path) -> Path:
-    """A copy of ``weights`` at ``path`` whose rolling variances make OpenCV's batch norm
-    (epsilon on the variance) compute darknet's (epsilon on the standard deviation)."""
+def _opencv_weights(cfg, weights, shape, path: Path) -> Path:
+    """A copy of ``weights`` at ``path`` that OpenCV reads as darknet reads the original:
+    rolling variances re-expressed for OpenCV's epsilon, [connected] batch-norm arrays moved
+    to where OpenCV looks for them."""
     from irc.frontends.darknet import darknet_layout
     from irc.frontends.darknet.layers import DARKNET_BN_EPS
     from irc.frontends.darknet.weights import WeightsFile
 
     specs = darknet_layout(cfg, input_shape=shape).weight_specs
-    raw = bytearray(Path(weights).read_bytes())
+    raw = Path(weights).read_bytes()
     head = WeightsFile.header_of(raw, str(weights)).size
     floats = np.frombuffer(raw, "<f4", count=(len(raw) - head) // 4, offset=head)
+    layers: dict[str, dict[str, np.ndarray]] = {}
     offset = 0
-    for _, role, size in specs:
+    for layer, role, size in specs:
         count = int(np.prod(size))
-        if role == "rolling_variance" and offset + count <= len(floats):
-            v = np.maximum(floats[offset:offset + count].astype(np.float64), 0.0)
-            floats[offset:offset + count] = (np.sqrt(v) + DARKNET_BN_EPS) ** 2 - DARKNET_BN_EPS
+        chunk = floats[offset:offset + count]
+        if role == "rolling_variance":
+            v = np.maximum(chunk.astype(np.float64), 0.0)
+            chunk = ((np.sqrt(v) + DARKNET_BN_EPS) ** 2 - DARKNET_BN_EPS).astype("<f4")
+        layers.setdefault(layer, {})[role] = chunk
         offset += count
-    path.write_bytes(raw)
+    parts = [raw[:head]]
+    for arrays in layers.values():
+        # OpenCV 4.14 reads every layer's arrays in the [convolutional] order (biases, the
+        # batch-norm arrays, then the weights), also a [connected] one, which darknet stores
+        # as biases, weights, then the batch-norm arrays (measured: test_connected_*).
+        order = [r for r in arrays if r != "weights"] + (["weights"] if "weights" in arrays
+                                                         else [])
+        parts += [np.ascontiguousarray(arrays[r], "<f4").tobytes() for r in order]
+    parts.append(raw[head + 4 * offset:])
+    path.write_bytes(b"".join(parts))
     return path
 
 
@@ -72,14 +101,16 @@ def _forward(cfg_text: str, weights, x: np.ndarray, outputs: list[str] | None, l
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "net.cfg"
         path.write_text(cfg_text)
-        weights = _darknet_variances(path, weights, x.shape[1:], Path(tmp) / "net.weights")
+        weights = _opencv_weights(path, weights, x.shape[1:], Path(tmp) / "net.weights")
         try:
             net = cv2.dnn.readNetFromDarknet(str(path), str(weights))
             net.enableFusion(False)
             if hasattr(net, "enableWinograd"):
                 net.enableWinograd(False)  # Winograd 3x3 convolution rounds differently
             net.setInput(np.ascontiguousarray(x, np.float32))
-            names = outputs or list(net.getUnconnectedOutLayersNames())
+            # the last layer OpenCV made is the last section's (an unread earlier layer is
+            # also an unconnected output, so those names do not say which)
+            names = outputs or [net.getLayerNames()[-1]]
             results = net.forward(names)
         except cv2.error as exc:
             first = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else "cv2.error"
