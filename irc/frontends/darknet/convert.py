@@ -188,9 +188,9 @@ class Converter:
         if unknown:
             hint += "\nunknown to irc (misspelt, or from a darknet fork): " + \
                 ", ".join(f"[{k}]" for k in unknown)
-        first = missing[sorted(missing)[0]][0]
-        raise UnsupportedOp(format_unsupported("darknet", {f"[{k}]": v for k, v in
-                                                           missing.items()}, hint),
+        first = f"[{sorted(missing)[0]}] at {missing[sorted(missing)[0]][0]}"
+        raise UnsupportedOp(format_unsupported("darknet section", {f"[{k}]": v for k, v in
+                                                                   missing.items()}, hint),
                             file=self.label, node=first,
                             hint="remove or replace these sections in the .cfg")
 
