@@ -108,3 +108,35 @@ def test_reorg_alone(tmp_path, size, channels):
                                   first=f"[convolutional]\nfilters={channels}\nsize=3\n"
                                         "stride=1\npad=1\nactivation=leaky\n\n"))
     compile_and_compare(tmp_path, cfg)
+
+
+def test_transposed_header_connected_weights(tmp_path):
+    """A header major > 1000 marks [connected] matrices stored (inputs, outputs): darknet
+    transposes them on load. The file holding W.T that way computes what the plain file
+    holding W does (OpenCV refuses the marker; its check runs on a plain copy)."""
+    import numpy as np
+
+    from irc.frontends.darknet import darknet_to_onnx
+    from irc.frontends.darknet.weights import write_weights
+    from tests.darknet.conftest import random_weights, run_written
+
+    cfg = write_cfg(tmp_path, net(4, "[connected]\noutput=6\nbatch_normalize=1\n"
+                                     "activation=leaky\n",
+                                  "[connected]\noutput=5\nactivation=linear\n"))
+    plain = random_weights(cfg, tmp_path / "plain.weights")
+    specs = darknet_to_onnx(cfg).weight_specs
+    floats = np.fromfile(plain, "<f4", offset=20)
+    arrays, offset = [], 0
+    for layer, role, shape in specs:
+        a = floats[offset:offset + int(np.prod(shape))].reshape(shape)
+        offset += a.size
+        arrays.append(a.T if layer.startswith("connected") and role == "weights" else a)
+    flipped = write_weights(tmp_path / "flipped.weights", arrays, major=1001, minor=0)
+    compile_and_compare(tmp_path, cfg, weights=flipped)
+    x = np.random.default_rng(3).uniform(0, 1, (2, 3, 4, 4)).astype(np.float32)
+    (from_flipped,) = run_written(tmp_path / "out", x).values()
+    plain_dir = tmp_path / "plain"
+    plain_dir.mkdir()
+    compile_and_compare(plain_dir, cfg, weights=plain)
+    (from_plain,) = run_written(plain_dir / "out", x).values()
+    np.testing.assert_array_equal(from_flipped, from_plain)

@@ -20,7 +20,13 @@ darknet's denominator, and OpenCV computes darknet's numbers.
 [connected] with batch_normalize: darknet stores biases, weights, scales, mean, variance;
 OpenCV 4.14 reads biases, scales, mean, variance, weights (as for a convolution) and computes
 NaN from the misplaced floats. The copy moves those arrays to where OpenCV reads them.
-Both rewrites take the arrays' offsets from the same .cfg walk irc's conversion does.
+
+A header with major or minor above 1000 marks a file whose [connected] matrices are stored
+(inputs, outputs); darknet transposes them as it loads (parser.c ``transpose_matrix``) and so
+does irc, but OpenCV refuses such files. The copy stores them (outputs, inputs) under a
+plain header. OpenCV then checks everything but that transposition, which rests on darknet's
+source alone (and on tests/darknet: a transposed file gives what the plain one gives).
+All rewrites take the arrays' offsets from the same .cfg walk irc's conversion does.
 """
 from __future__ import annotations
 
@@ -64,11 +70,12 @@ def _opencv_weights(cfg, weights, shape, path: Path) -> Path:
     to where OpenCV looks for them."""
     from irc.frontends.darknet import darknet_layout
     from irc.frontends.darknet.layers import DARKNET_BN_EPS
-    from irc.frontends.darknet.weights import WeightsFile
+    from irc.frontends.darknet.weights import WeightsFile, write_header
 
     specs = darknet_layout(cfg, input_shape=shape).weight_specs
     raw = Path(weights).read_bytes()
-    head = WeightsFile.header_of(raw, str(weights)).size
+    header = WeightsFile.header_of(raw, str(weights))
+    head = header.size
     floats = np.frombuffer(raw, "<f4", count=(len(raw) - head) // 4, offset=head)
     layers: dict[str, dict[str, np.ndarray]] = {}
     offset = 0
@@ -78,9 +85,14 @@ def _opencv_weights(cfg, weights, shape, path: Path) -> Path:
         if role == "rolling_variance":
             v = np.maximum(chunk.astype(np.float64), 0.0)
             chunk = ((np.sqrt(v) + DARKNET_BN_EPS) ** 2 - DARKNET_BN_EPS).astype("<f4")
+        if header.transposed and role == "weights" and len(size) == 2 and \
+                len(chunk) == count:  # stored (inputs, outputs): as darknet loads it
+            chunk = chunk.reshape(size[::-1]).T
         layers.setdefault(layer, {})[role] = chunk
         offset += count
-    parts = [raw[:head]]
+    # a transposed file gets a plain header (OpenCV refuses the marker)
+    parts = [write_header(0, 2, header.revision, header.seen) if header.transposed
+             else raw[:head]]
     for arrays in layers.values():
         # OpenCV 4.14 reads every layer's arrays in the [convolutional] order (biases, the
         # batch-norm arrays, then the weights), also a [connected] one, which darknet stores

@@ -89,13 +89,17 @@ class WeightsFile:
                                       "convolution weights, but they do change [connected])")
 
 
+def write_header(major: int = 0, minor: int = 2, revision: int = 0, seen: int = 0) -> bytes:
+    size = header_size(major, minor)
+    return np.array([major, minor, revision], "<i4").tobytes() + \
+        np.array([seen], "<i8" if size == 20 else "<i4").tobytes()
+
+
 def write_weights(path, arrays, major: int = 0, minor: int = 2, revision: int = 0,
                   seen: int = 0) -> Path:
     """Write ``arrays`` (each flattened, in order) as a darknet .weights file."""
     path = Path(path)
-    size = header_size(major, minor)
-    head = np.array([major, minor, revision], "<i4").tobytes() + \
-        np.array([seen], "<i8" if size == 20 else "<i4").tobytes()
+    head = write_header(major, minor, revision, seen)
     with open(path, "wb") as f:
         f.write(head)
         for a in arrays:
