@@ -18,11 +18,18 @@ def fixture(name: str) -> Path:
     return FIXTURES / name
 
 
-def small_cfg(src: Path, dst: Path, height: int, width: int | None = None) -> Path:
+def small_cfg(src: Path, dst: Path, height: int, width: int | None = None,
+              logits: bool = False) -> Path:
     """A copy of ``src`` whose [net] height/width are the given ones (OpenCV sizes the
-    [connected] weights from them, so the .cfg itself must say the small size)."""
+    [connected] weights from them, so the .cfg itself must say the small size). ``logits``:
+    without the final [softmax] (random weights make a 1000-way softmax nearly flat, which
+    would hide differences in the logits)."""
     width = width or height
     text = src.read_text()
+    if logits:
+        last = text.rindex("[softmax]")
+        assert not re.search(r"^\[", text[last + 1:], re.M), "[softmax] is not the last section"
+        text = text[:last]
     first_layer = re.search(r"^\[(?!net\]|network\])", text, re.M)
     net_part, layers_part = text[:first_layer.start()], text[first_layer.start():]
     net_part = re.sub(r"^(\s*)height\s*=.*$", rf"\g<1>height={height}", net_part, flags=re.M)

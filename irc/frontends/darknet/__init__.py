@@ -14,8 +14,11 @@ from irc.frontends.darknet.convert import DETECTION_KEY, Converter, DarknetConve
 from irc.frontends.darknet.registry import DARKNET_SECTIONS
 from irc.frontends.darknet.weights import WeightsFile
 
-__all__ = ["DARKNET_SECTIONS", "DETECTION_KEY", "DarknetConversion", "darknet_layout", "darknet_to_onnx",
-           "run_opencv", "run_opencv_region"]
+# the handler modules fill DARKNET_SECTIONS as they are imported
+from irc.frontends.darknet import heads as _heads, layers as _layers  # noqa: F401,E402
+
+__all__ = ["DARKNET_SECTIONS", "DETECTION_KEY", "DarknetConversion", "darknet_layout",
+           "darknet_to_onnx", "run_opencv", "run_opencv_region"]
 
 
 def darknet_to_onnx(cfg, weights=None, input_shape=None) -> DarknetConversion:
@@ -33,13 +36,6 @@ def darknet_layout(cfg, input_shape=None) -> DarknetConversion:
     """The net's outputs, head and .weights layout (``weight_specs``) without building the
     ONNX model (``model`` is None): cheap for large nets."""
     return Converter(read_cfg(cfg), None, input_shape, layout_only=True).run()
-
-
-def _load_handlers() -> None:
-    from irc.frontends.darknet import heads, layers  # noqa: F401
-
-
-_load_handlers()
 
 
 def run_opencv(cfg, weights, x, outputs=None):

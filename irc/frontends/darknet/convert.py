@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from irc.errors import InvalidModel, UnsupportedAttribute, UnsupportedOp
+from irc.errors import UnsupportedAttribute, UnsupportedOp
 from irc.frontends.darknet.cfg import DarknetCfg, Options, Section
 from irc.frontends.darknet.registry import DARKNET_SECTIONS, REFUSED, Skip
 from irc.frontends.darknet.weights import WeightsFile
@@ -161,6 +161,10 @@ class Converter:
                 handler.fn(self)
             except Skip:
                 self.layer_out.append(None)
+            unread = [k for k in self.section.options if k not in self.section.used]
+            if unread:  # darknet's own parser ignores keys it does not look up, too
+                self.warnings.append(f"{self.section.where()}: irc (like darknet at "
+                                     f"inference) does not read {', '.join(unread)}")
             for key in self.section.repeated:
                 self.warnings.append(f"{self.section.where()}: {key} is given more than "
                                      "once; the first value counts, as in darknet")

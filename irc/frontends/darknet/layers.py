@@ -165,12 +165,14 @@ def softmax(cv):
 @reg.register("dropout")
 def dropout(cv):
     """Nothing at inference (darknet scales only while training)."""
+    cv.options().float("probability", 0.5)  # read (and checked), used only in training
     cv.layer_out.append(cv.previous())
 
 
 @reg.register("cost")
 def cost(cv):
     """Nothing at inference: a training loss; the net's output is its input."""
+    cv.section.used.update(cv.section.options)  # training settings, all of them
     cv.layer_out.append(cv.previous())
 
 
