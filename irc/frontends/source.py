@@ -25,10 +25,17 @@ WEIGHTS_FILES = {"caffe": ".caffemodel", "darknet": ".weights"}  # kinds taking 
 
 
 def default_channel_order(model) -> str:
-    """The input channel order a source is taken to read unless the user says: darknet
-    nets read R, G, B (its image loader's order); every other frontend Viya's B, G, R."""
+    """The input channel order a source is taken to read unless the user says: a 3-channel
+    darknet net reads R, G, B (its image loader's order); every other source Viya's B, G, R."""
     if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".cfg":
-        return "rgb"
+        from irc.errors import IrcError
+        from irc.frontends.darknet.cfg import read_cfg
+
+        try:
+            channels = read_cfg(model).net.options.get("channels")
+        except IrcError:
+            return "bgr"  # the conversion itself reports the broken file
+        return "rgb" if channels == "3" else "bgr"
     return "bgr"
 
 

@@ -58,6 +58,18 @@ def test_compile_verify_and_scale_for_0_255_images(tmp_path, yolo):
                      "--scale", "0.0039215686")
     assert result.returncode == 0, result.stderr
     assert "all outputs match" in result.stdout
+    # Viya holds a 0..255 image as B, G, R; darknet reads it as R, G, B in [0, 1]
+    import numpy as np
+
+    from irc.backends.viya.executor import run_folder
+    from tests.darknet.conftest import opencv
+
+    bgr = np.random.default_rng(2).integers(0, 256, (2, 3, 64, 64)).astype(np.float32)
+    (reference,) = opencv(cfg, weights, np.ascontiguousarray(bgr[:, ::-1]) / 255).values()
+    name_map = json.loads((scaled / "name_map.json").read_text())
+    (layer,) = name_map["outputs"].values()
+    got = run_folder(scaled, bgr)[layer].reshape(reference.shape)
+    assert np.abs(got - reference).max() <= 1e-4 * np.abs(reference).max()
 
 
 def test_structure_only_without_weights(tmp_path):
@@ -140,3 +152,19 @@ def test_ops_lists_the_darknet_sections():
     result = irc_cli("ops", "darknet")
     assert result.returncode == 0, result.stderr
     assert "reorg" in result.stdout and "region" in result.stdout
+
+
+def test_input_shape_overrides_the_cfg_size_and_grayscale_nets(tmp_path):
+    """--input-shape replaces [net]'s size (the oracle sizes OpenCV's copy the same way);
+    a 1-channel net is read as is (R, G, B order applies to 3-channel nets only)."""
+    pytest.importorskip("cv2", reason="opencv-python-headless is the darknet oracle")
+    cfg = write_cfg(tmp_path, SMALL.replace("channels=3", "channels=1"))
+    weights = random_weights(cfg, tmp_path / "w.weights")
+    out = tmp_path / "o"
+    result = irc_cli("compile", cfg, "--weights", weights, "-o", out, "--input-shape",
+                     "1,1,16,12")
+    assert result.returncode == 0, result.stderr
+    assert "all outputs match" in result.stdout
+    payloads = json.loads((out / "model.json").read_text())
+    layer = next(c["layer"] for c in payloads["addLayer"] if c["layer"]["type"] == "input")
+    assert (layer["nchannels"], layer["height"], layer["width"]) == (1, 16, 12)
