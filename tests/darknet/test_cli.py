@@ -134,9 +134,10 @@ def test_yolov3_tiny_refused_naming_upsample_and_yolo(tmp_path):
     (SMALL + "\n[shortcut]\nfrom=-3\n", ["different shapes"]),
     (SMALL + "\n[route]\nlayers=5\n", ["refers to layer 5"]),
     ("[net]\nchannels=3\n" + SMALL[SMALL.index("[conv"):], ["height=0", "--input-shape"]),
+    (SMALL + "\n[softmax]\n", ["softmax of a 4x4 image", "[avgpool]"]),
 ], ids=["no_equals", "option_before_section", "open_header", "no_net_first", "bad_int",
         "unknown_activation", "route_groups", "shortcut_shapes", "route_forward",
-        "no_input_size"])
+        "no_input_size", "spatial_softmax"])
 def test_bad_cfg(tmp_path, text, words):
     out = tmp_path / "o"
     assert_refused(irc_cli("compile", write_cfg(tmp_path, text), "-o", out), out, *words)

@@ -157,6 +157,12 @@ def softmax(cv):
     """Flatten + Softmax over all C*H*W values (groups=1, temperature=1)."""
     t = cv.previous()
     _nondefault(cv, groups=1, temperature=1)
+    if len(t.shape) == 3 and t.shape[1] * t.shape[2] > 1:
+        # measured: OpenCV normalises each position over the channels instead, so irc
+        # could not verify the conversion
+        cv.refuse(f"softmax of a {t.shape[1]}x{t.shape[2]} image: darknet takes it over all "
+                  f"{t.shape[0]}x{t.shape[1]}x{t.shape[2]} values at once, which irc's oracle "
+                  "(OpenCV) does not; irc converts [softmax] after [avgpool] or [connected]")
     x = t.name if len(t.shape) == 1 else cv.op("Flatten", t.name, suffix="flatten", axis=1)
     y = cv.op("Softmax", x, axis=1)
     cv.layer_out.append(Tensor(y, (math.prod(t.shape),)))
