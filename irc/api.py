@@ -53,6 +53,7 @@ def compile(source, name: str | None = None, input_shape=None,
     """Compile ``source`` into a :class:`~irc.backends.viya.model.ViyaModel`.
 
     ``source``: an .onnx path or ModelProto, a .prototxt (with ``weights=`` its .caffemodel),
+    a darknet .cfg (with ``weights=`` its .weights; read as R, G, B unless ``channel_order``),
     a .keras/.h5 path or a keras.Model, an nn.Module or ExportedProgram or a PyTorch file (.pt2,
     TorchScript .pt). ``input_shape``: a shape for a single-input model, or
     {input name: shape}, fixing dynamic dimensions. ``input_options``: Viya input
@@ -72,6 +73,12 @@ def compile(source, name: str | None = None, input_shape=None,
     from irc.passes.registry import PassContext
     from irc.progress import report
 
+    from irc.frontends.source import default_channel_order
+
+    if input_options is None or (isinstance(input_options, dict)
+                                 and input_options.get("channel_order") is None):
+        input_options = {**(input_options or {}),
+                         "channel_order": default_channel_order(source)}
     input_spec = InputSpec.of(input_options)  # a bad option fails before the model loads
     detection = DetectionSpec.of(detection)
     imported = import_model(source, input_shape, weights, **frontend_options)

@@ -155,7 +155,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: flo
     return a.max_abs, a.max_rel, a.ok
 
 
-_RUNTIMES = {"onnx": "onnxruntime", "keras": "Keras", "caffe": "OpenCV"}
+_RUNTIMES = {"onnx": "onnxruntime", "keras": "Keras", "caffe": "OpenCV", "darknet": "OpenCV"}
 
 
 def declared_batch(src, batch_axis: int = 0) -> int | None:
@@ -247,7 +247,7 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
            **frontend_options) -> VerifyResult:
     """Compare ``source`` with the Viya files in ``outdir``; never raises on a mismatch.
 
-    ``source`` as for :func:`irc.compile` (``weights=``: a Caffe net's .caffemodel). A source
+    ``source`` as for :func:`irc.compile` (``weights=``: a Caffe .caffemodel, darknet .weights). A source
     with a fixed batch runs at that batch: ``batch`` rounds up to a multiple of it.
     """
     from irc.backends.viya.executor import execute, infer_shapes, load_viya_model

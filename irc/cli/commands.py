@@ -94,9 +94,11 @@ def cmd_passes(args) -> int:
 def cmd_ops(args) -> int:
     """The support tables, generated from the frontends' handler registries."""
     from irc.frontends.caffe import CAFFE_LAYERS
+    from irc.frontends.darknet import DARKNET_SECTIONS
     from irc.frontends.onnx.catalog import onnx_ops
 
-    registries = [("ONNX ops", onnx_ops()), ("Caffe layers", CAFFE_LAYERS)]
+    registries = [("ONNX ops", onnx_ops()), ("Caffe layers", CAFFE_LAYERS),
+                  ("Darknet sections", DARKNET_SECTIONS)]
     try:
         from irc.frontends.keras import KERAS_LAYERS
         from irc.frontends.keras.recurrent import RECURRENT_LAYERS

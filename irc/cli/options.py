@@ -57,7 +57,10 @@ def _input_spec(args):
               if text is not None}
     if "scale" in values:
         values["scale"] = values["scale"][0]
-    return InputSpec(**values, channel_order=args.channel_order or "bgr", spelling="--")
+    from irc.frontends.source import default_channel_order
+
+    order = args.channel_order or default_channel_order(getattr(args, "model", None))
+    return InputSpec(**values, channel_order=order, spelling="--")
 
 
 

@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="executor option for an open point (docs/viya-semantics.md §16)")
 
     def frontend(p):
-        p.add_argument("--weights", metavar="CAFFEMODEL", help="a Caffe net's .caffemodel")
+        p.add_argument("--weights", metavar="FILE",
+                       help="a Caffe net's .caffemodel, a darknet .cfg's .weights")
         p.add_argument("--drop-lrn", action="store_true",
                        help="Caffe: drop LRN layers (Viya has none; numbers change, say how much)")
         p.add_argument("--allow-lambda", action="store_true",
@@ -164,6 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("passes", help="list the passes, in pipeline order")
     p.set_defaults(func=cmd_passes)
     p = sub.add_parser("ops", help="list the source ops and layers irc converts")
-    p.add_argument("framework", nargs="?", choices=["onnx", "caffe", "keras"])
+    p.add_argument("framework", nargs="?", choices=["onnx", "caffe", "keras", "darknet"])
     p.set_defaults(func=cmd_ops)
     return parser

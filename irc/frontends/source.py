@@ -1,7 +1,7 @@
 """What the user handed irc, and the two things every frontend must give: the ONNX model that
 reaches the IR, and the source framework's own run of the model (the verification oracle).
 
-    src = open_source("net.prototxt", weights="net.caffemodel")
+    src = open_source("net.prototxt", weights="net.caffemodel")  # or "net.cfg", "net.weights"
     lowered = to_onnx(src, input_shape)       # ONNX ModelProto or .onnx path, has_weights
     reference = run_source(src, feeds)        # {ONNX graph output name: array}
 
@@ -20,15 +20,31 @@ from irc.errors import InvalidModel, VerificationFailed
 
 SUFFIXES = {".onnx": "onnx", ".prototxt": "caffe", ".keras": "keras", ".h5": "keras",
             ".hdf5": "keras", ".pt2": "pytorch", ".pt": "pytorch", ".pth": "pytorch",
-            ".torchscript": "pytorch"}
+            ".torchscript": "pytorch", ".cfg": "darknet"}
+WEIGHTS_FILES = {"caffe": ".caffemodel", "darknet": ".weights"}  # kinds taking --weights
+
+
+def default_channel_order(model) -> str:
+    """The input channel order a source is taken to read unless the user says: a 3-channel
+    darknet net reads R, G, B (its image loader's order); every other source Viya's B, G, R."""
+    if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".cfg":
+        from irc.errors import IrcError
+        from irc.frontends.darknet.cfg import read_cfg
+
+        try:
+            channels = read_cfg(model).net.options.get("channels")
+        except IrcError:
+            return "bgr"  # the conversion itself reports the broken file
+        return "rgb" if channels == "3" else "bgr"
+    return "bgr"
 
 
 @dataclass
 class Source:
-    kind: str  # onnx | caffe | keras | pytorch
+    kind: str  # onnx | caffe | keras | pytorch | darknet
     # a path, or an in-memory model (onnx.ModelProto, keras.Model, nn.Module, ExportedProgram)
     model: object
-    weights: Path | None = None  # Caffe's .caffemodel
+    weights: Path | None = None  # Caffe's .caffemodel, darknet's .weights
     # frontend options: drop_lrn (Caffe), allow_lambda and keras_route (Keras),
     # allow_pickle, example_inputs and torch_exporter (PyTorch)
     options: dict = field(default_factory=dict)
@@ -70,14 +86,19 @@ def open_source(model, weights=None, **options) -> Source:
         if suffix == ".caffemodel":
             raise InvalidModel("a .caffemodel holds only weights", file=str(model),
                                hint="give the .prototxt and pass the .caffemodel with --weights")
+        if suffix == ".weights":
+            raise InvalidModel("a darknet .weights file holds only weights", file=str(model),
+                               hint="give the .cfg and pass the .weights with --weights")
         kind = SUFFIXES.get(suffix)
         if kind is None:
             raise InvalidModel(f"unknown model file type {suffix or '(no suffix)'!r}",
                                file=str(model), hint="irc reads .onnx, .prototxt (+ --weights "
-                                                     ".caffemodel), .keras, .h5, and PyTorch "
+                                                     ".caffemodel), darknet .cfg (+ --weights "
+                                                     ".weights), .keras, .h5, and PyTorch "
                                                      ".pt2, .pt, .pth files")
-        if weights is not None and kind != "caffe":
-            raise InvalidModel("--weights is for Caffe models only", file=str(model))
+        if weights is not None and kind not in WEIGHTS_FILES:
+            raise InvalidModel("--weights is for Caffe and darknet models only",
+                               file=str(model))
         return Source(kind, Path(model), Path(weights) if weights else None, options, str(model))
     raise InvalidModel(f"cannot compile an object of type {type(model).__name__}",
                        hint="pass a model file path, an onnx.ModelProto, a keras.Model, "
@@ -96,6 +117,15 @@ def to_onnx(src: Source, input_shape=None) -> Lowered:
         warnings = list(conv.warnings)
         if not conv.has_weights:
             warnings.append("no .caffemodel given: the structure is converted, the weights "
+                            "file is not written and nothing is verified")
+        return Lowered(conv.model, conv.has_weights, warnings)
+    if src.kind == "darknet":
+        from irc.frontends.darknet import darknet_to_onnx
+
+        conv = darknet_to_onnx(src.model, src.weights, input_shape=input_shape)
+        warnings = list(conv.warnings)
+        if not conv.has_weights:
+            warnings.append("no .weights given: the structure is converted, the weights "
                             "file is not written and nothing is verified")
         return Lowered(conv.model, conv.has_weights, warnings)
     if src.kind == "pytorch":
@@ -128,6 +158,13 @@ def run_source(src: Source, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarra
         from irc.frontends.caffe import run_opencv_oracle
 
         return run_opencv_oracle(src.model, src.weights, _single(feeds))
+    if src.kind == "darknet":
+        if src.weights is None:
+            raise VerificationFailed("a darknet net without weights cannot be verified",
+                                     file=src.label, hint="pass --weights net.weights")
+        from irc.frontends.darknet import run_opencv
+
+        return run_opencv(src.model, src.weights, _single(feeds))
     if src.kind == "keras":
         from irc.frontends.keras import run_keras
 
@@ -138,5 +175,6 @@ def run_source(src: Source, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarra
 
         return run_pytorch(src.model, feeds, allow_pickle=bool(src.options.get("allow_pickle")))
     # irc.verify runs ONNX sources itself; importing it here would close an import circle.
-    raise ValueError(f"run_source runs Caffe, Keras and PyTorch sources, not {src.kind!r}; "
+    raise ValueError(f"run_source runs Caffe, darknet, Keras and PyTorch sources, not "
+                     f"{src.kind!r}; "
                      "ONNX sources are run by irc.verify")
