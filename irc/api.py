@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from irc.frontends.source import Source, open_source, to_onnx
-from irc.detection_spec import METADATA_KEY as DETECTION_KEY, DetectionSpec
+from irc.detection_spec import METADATA_KEY as DETECTION_KEY
+from irc.detection_spec import check_fields as check_detection, layered
 from irc.input_spec import InputSpec
 from irc.ir.graph import Graph
 
@@ -67,7 +68,8 @@ def compile(source, name: str | None = None, input_shape=None,
     input shape), ``allow_pickle`` (load PyTorch files, which runs code stored in them) and
     ``torch_exporter`` ("auto", "dynamo" or "torchscript") (PyTorch). ``detection``: a YOLO
     head (an :class:`irc.detection_spec.DetectionSpec` or a dict of its fields) for a model
-    whose last tensor is the grid; Viya's detection layer is appended after it.
+    whose last tensor is the grid; Viya's detection layer is appended after it. A dict without
+    ``version`` sets fields (thresholds, ``max_boxes``) of the head the source states (darknet).
     """
     from irc.backends.viya.lower import lower
     from irc.passes.registry import PassContext
@@ -80,11 +82,12 @@ def compile(source, name: str | None = None, input_shape=None,
         input_options = {**(input_options or {}),
                          "channel_order": default_channel_order(source)}
     input_spec = InputSpec.of(input_options)  # a bad option fails before the model loads
-    detection = DetectionSpec.of(detection)
+    check_detection(detection)
     imported = import_model(source, input_shape, weights, **frontend_options)
     graph = imported.graph
-    if detection is not None:   # the user's head replaces any the source states
-        graph.metadata[DETECTION_KEY] = detection.to_json()
+    if detection is not None:   # the user's head, or settings over the source's
+        graph.metadata[DETECTION_KEY] = layered(graph.metadata.get(DETECTION_KEY),
+                                                detection).to_json()
     ctx = pass_context if pass_context is not None else PassContext()
     optimize(graph, pipeline, instruments, ctx)
     report("lowering to Viya layers")

@@ -9,7 +9,7 @@ Lowering appends Viya's ``detection`` layer after the layer computing the grid.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from irc.errors import InvalidModel
 
@@ -112,6 +112,41 @@ class DetectionSpec:
             raise InvalidModel(f"detection options: unknown field(s) {unknown}; valid: "
                                f"{', '.join(cls.__dataclass_fields__)}")
         return cls(**data)
+
+
+def check_fields(given) -> None:
+    """What can be checked of the user's detection options before the model is read: a full
+    DetectionSpec, or a dict of fields (with ``version``: a whole head, validated now;
+    without: settings layered over the head the source states, checked by name and range)."""
+    if given is None or isinstance(given, DetectionSpec):
+        return
+    if not isinstance(given, dict):
+        raise InvalidModel(f"detection options must be a dict or a DetectionSpec, got "
+                           f"{type(given).__name__}")
+    if "version" in given:
+        DetectionSpec.of(given)
+        return
+    unknown = sorted(set(given) - set(DetectionSpec.__dataclass_fields__))
+    if unknown:
+        raise InvalidModel(f"detection options: unknown field(s) {unknown}; valid: "
+                           f"{', '.join(DetectionSpec.__dataclass_fields__)}")
+    for name in ("detection_threshold", "iou_threshold"):
+        if name in given and not 0 <= float(given[name]) <= 1:
+            raise InvalidModel(f"detection options: {name}={given[name]!r} must lie in [0, 1]")
+
+
+def layered(source_head: str | None, given) -> DetectionSpec:
+    """The head lowering uses: the user's whole head, or the user's settings over the one the
+    source states (``source_head``, the metadata text)."""
+    if isinstance(given, DetectionSpec):
+        return given
+    if "version" in given:
+        return DetectionSpec.of(given)
+    if source_head is None:
+        raise InvalidModel(f"detection settings {sorted(given)} for a model that states no "
+                           "detection head", hint="give --detection yolov2 (or yolov1) with "
+                                                  "--classes and --anchors")
+    return replace(DetectionSpec.from_json(source_head), **given)
 
 
 # darknet [region] / [detection] keys -> the detection layer's training options that SAS's

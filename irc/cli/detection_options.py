@@ -17,15 +17,21 @@ def add_detection_arguments(p) -> None:
                    help="predictions per grid cell (default: the anchor pairs' count)")
     g.add_argument("--no-class-softmax", action="store_true",
                    help="class scores through a logistic instead of a softmax")
-    g.add_argument("--detection-threshold", type=float, default=0.3,
+    g.add_argument("--detection-threshold", type=float,
                    help="least score a box is kept with (default 0.3)")
-    g.add_argument("--iou-threshold", type=float, default=0.45,
+    g.add_argument("--iou-threshold", type=float,
                    help="overlap above which non-maximum suppression drops a box (default 0.45)")
-    g.add_argument("--max-boxes", type=int, default=200, help="boxes kept per image (200)")
+    g.add_argument("--max-boxes", type=int, help="boxes kept per image (default 200)")
 
 
-def detection_from_args(args) -> DetectionSpec | None:
-    """The validated spec (InvalidModel, exit 2, before anything is read), or None."""
+SETTINGS = ("detection_threshold", "iou_threshold", "max_boxes")
+
+
+def detection_from_args(args) -> DetectionSpec | dict | None:
+    """A validated spec (--detection: InvalidModel, exit 2, before anything is read), the
+    settings given for the head the source states (darknet), or None."""
+    settings = {name: getattr(args, name) for name in SETTINGS
+                if getattr(args, name, None) is not None}
     if getattr(args, "detection", None) is None:
         stray = [f"--{n.replace('_', '-')}" for n in ("anchors", "classes", "boxes")
                  if getattr(args, n, None) is not None]
@@ -33,16 +39,18 @@ def detection_from_args(args) -> DetectionSpec | None:
             from irc.errors import InvalidModel
             raise InvalidModel(f"{', '.join(stray)} without --detection",
                                hint="add --detection yolov2 (or yolov1)")
-        return None
-    anchors = tuple(float(a) for a in args.anchors.split(",") if a.strip()) \
-        if args.anchors else ()
+        return settings or None
+    try:
+        anchors = tuple(float(a) for a in args.anchors.split(",") if a.strip()) \
+            if args.anchors else ()
+    except ValueError:
+        from irc.errors import InvalidModel
+        raise InvalidModel(f"--anchors {args.anchors!r} is not a comma-separated list of "
+                           "numbers", hint="e.g. --anchors 1.08,1.19,3.42,4.41") from None
     if args.classes is None:
         from irc.errors import InvalidModel
         raise InvalidModel("--detection needs --classes N", hint="e.g. --classes 20 for VOC")
     boxes = args.boxes if args.boxes is not None else max(len(anchors) // 2, 1)
     return DetectionSpec.of({"version": args.detection, "classes": args.classes,
                              "boxes": boxes, "anchors": anchors,
-                             "softmax": not args.no_class_softmax,
-                             "detection_threshold": args.detection_threshold,
-                             "iou_threshold": args.iou_threshold,
-                             "max_boxes": args.max_boxes})
+                             "softmax": not args.no_class_softmax, **settings})

@@ -104,13 +104,13 @@ def reference_boxes(grid, anchors, classes, threshold, iou, max_boxes):
                 logits = np.asarray(v[5:], np.float64)
                 probs = np.exp(logits - logits.max())
                 probs /= probs.sum()
-                cls = int(np.argmax(probs))
-                score = _sigmoid(v[4]) * probs[cls]
-                if score <= threshold:
-                    continue
-                found.append((cls, score, (col + _sigmoid(v[0])) / s, (row + _sigmoid(v[1])) / s,
-                              math.exp(v[2]) * anchors[2 * n] / s,
-                              math.exp(v[3]) * anchors[2 * n + 1] / s))
+                for cls in range(classes):   # one detection per class above the threshold
+                    score = _sigmoid(v[4]) * probs[cls]
+                    if score > threshold:
+                        found.append((cls, score, (col + _sigmoid(v[0])) / s,
+                                      (row + _sigmoid(v[1])) / s,
+                                      math.exp(v[2]) * anchors[2 * n] / s,
+                                      math.exp(v[3]) * anchors[2 * n + 1] / s))
     found.sort(key=lambda b: -b[1])
     kept = []
     for box in found:
@@ -127,16 +127,17 @@ def _iou(a, b):
 
 
 def test_decoded_boxes_match_darknets_definition(tmp_path):
-    model, out = _compile(tmp_path, classes=3, detection_threshold=0.05, iou_threshold=0.45,
-                          max_boxes=40)
+    model, out = _compile(tmp_path, classes=3, detection_threshold=0.02, iou_threshold=0.45,
+                          max_boxes=400)
     x = np.random.default_rng(0).uniform(0, 1, (2, 3, 52, 52)).astype(np.float32)
     outputs = run_folder(out, x, all_layers=True)
-    boxes = outputs["detection"].reshape(2, 40, 6)
+    boxes = outputs["detection"].reshape(2, 400, 6)
     compared = 0
     for i in range(2):
-        ref = reference_boxes(outputs["grid"][i], ANCHORS, 3, 0.05, 0.45, 40)
+        ref = reference_boxes(outputs["grid"][i], ANCHORS, 3, 0.02, 0.45, 400)
         got = boxes[i][boxes[i][:, 0] >= 0]
         assert len(ref) > 5 and len(got) == len(ref)
+        assert len({int(g[0]) for g in got}) > 1   # several classes compared
         for g, r in zip(got, ref):   # same order: by falling score
             assert int(g[0]) == r[0]
             assert g[1] == pytest.approx(r[1], rel=1e-5, abs=1e-6)
@@ -229,9 +230,9 @@ def test_a_yolov1_head_compiles_and_decodes_as_darknets_detection_layer(tmp_path
         for n in range(b):
             scale = v[s * s * k + i * b + n]
             box = v[s * s * (k + b) + (i * b + n) * 4:][:4]
-            probs = scale * v[i * k:(i + 1) * k]
-            expected.append((int(np.argmax(probs)), probs.max(), (box[0] + col) / s,
-                             (box[1] + row) / s, box[2] ** 2, box[3] ** 2))
+            for cls, score in enumerate(scale * v[i * k:(i + 1) * k]):
+                expected.append((cls, score, (box[0] + col) / s, (box[1] + row) / s,
+                                 box[2] ** 2, box[3] ** 2))
     expected = [e for e in sorted(expected, key=lambda e: -e[1]) if e[1] > 0]
     kept = []
     for e in expected:
@@ -243,3 +244,15 @@ def test_a_yolov1_head_compiles_and_decodes_as_darknets_detection_layer(tmp_path
     for g, r in zip(got, kept):
         assert int(g[0]) == r[0] and g[1] == pytest.approx(r[1], rel=1e-5, abs=1e-6)
         np.testing.assert_allclose(g[2:], r[2:], rtol=1e-5, atol=1e-6)
+
+
+def test_one_row_per_box_for_its_best_class_is_an_executor_option(tmp_path):
+    _, out = _compile(tmp_path, classes=3, detection_threshold=0.02, iou_threshold=1.0,
+                      max_boxes=3000)
+    x = np.random.default_rng(6).uniform(0, 1, (1, 3, 52, 52)).astype(np.float32)
+    every = run_folder(out, x)["detection"].reshape(3000, 6)
+    best = run_folder(out, x, ExecutorOptions(detection_classes="best"))["detection"]
+    best = best.reshape(3000, 6)
+    every, best = every[every[:, 0] >= 0], best[best[:, 0] >= 0]
+    boxes = {tuple(np.round(r[2:], 6)) for r in every}
+    assert len(best) == len(boxes) < len(every)   # iou 1: nothing suppressed

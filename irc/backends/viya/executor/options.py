@@ -29,6 +29,7 @@ _CHOICES = {
     "reshape_mode": ("chw_reinterpret",),
     "transconv_layout": ("onnx",),
     "detection_nms": ("per_class", "all"),
+    "detection_classes": ("all_above", "best"),
 }
 
 # gru_reset_after is three-valued; the strings users naturally type are mapped to it.
@@ -58,6 +59,8 @@ class ExecutorOptions:
     transconv_layout: str = "onnx"
     # YOLO decoding: is non-maximum suppression per class (darknet's) or across classes?
     detection_nms: str = "per_class"
+    # ... and does a box give a row for each class scoring above the threshold (darknet's)?
+    detection_classes: str = "all_above"
 
     def __post_init__(self):
         for name in ("auto_act_recurrent", "auto_act_transconvo"):

@@ -8,7 +8,9 @@ YOLOv2 table (``detectionopts.*``, all numeric; layertype 11 ``Detection Layer``
 The executor's output per example is ``max_boxes`` rows of (class, score, x, y, w, h), by falling
 score, then rows of class −1 and zeros: x, y the box centre and w, h its size, each a fraction of
 the image (coordType YOLO). What Viya does past the published YOLO decoding is open, each point
-an :class:`ExecutorOptions` field: ``detection_nms`` (per class, as darknet, or across classes).
+an :class:`ExecutorOptions` field: ``detection_classes`` (a row for every class a box scores
+above the threshold, as darknet, or for its best class only) and ``detection_nms`` (suppression
+among boxes of one class, as darknet, or across classes).
 """
 from __future__ import annotations
 
@@ -141,7 +143,8 @@ class Detection(Kind):
         out = np.zeros((x.shape[0], o["max_boxes"], ROW), F32)
         out[:, :, 0] = -1
         for i, example in enumerate(x):
-            boxes = (_decode_v2 if o["version"] == 2 else _decode_v1)(example, o)
+            boxes = (_decode_v2 if o["version"] == 2 else _decode_v1)(
+                example, o, options.detection_classes)
             kept = _suppress(boxes, o["iou"], options.detection_nms)[:o["max_boxes"]]
             if len(kept):
                 out[i, :len(kept)] = kept
@@ -158,15 +161,15 @@ def _sigmoid(z):
     return (F32(1) / (F32(1) + np.exp(-z))).astype(F32)
 
 
-def _decode_v2(grid: np.ndarray, o: dict) -> np.ndarray:
+def _decode_v2(grid: np.ndarray, o: dict, classes: str) -> np.ndarray:
     """YOLOv2 region decoding (darknet's): rows (class, score, x, y, w, h) above threshold."""
     b, k, s = o["boxes"], o["classes"], o["grid"]
     cells = grid.reshape(b, 5 + k, s, s).astype(F32)
     cols = np.arange(s, dtype=F32)[None, None, :]
     rows = np.arange(s, dtype=F32)[None, :, None]
+    anchors = o["anchors"].astype(F32)
     x = (cols + _sigmoid(cells[:, 0])) / F32(s)
     y = (rows + _sigmoid(cells[:, 1])) / F32(s)
-    anchors = o["anchors"].astype(F32)
     w = np.exp(cells[:, 2]) * anchors[:, 0, None, None] / F32(s)
     h = np.exp(cells[:, 3]) * anchors[:, 1, None, None] / F32(s)
     objectness = _sigmoid(cells[:, 4])
@@ -176,10 +179,12 @@ def _decode_v2(grid: np.ndarray, o: dict) -> np.ndarray:
         probs = e / e.sum(axis=1, keepdims=True)
     else:
         probs = _sigmoid(logits)
-    return _rows(probs.argmax(axis=1), objectness * probs.max(axis=1), x, y, w, h, o)
+    scores = (objectness[:, None] * probs).transpose(0, 2, 3, 1).reshape(-1, k)   # (B·S·S, K)
+    boxes = np.stack([a.reshape(-1) for a in (x, y, w, h)], axis=1)
+    return _rows(scores, boxes, o["threshold"], classes)
 
 
-def _decode_v1(vector: np.ndarray, o: dict) -> np.ndarray:
+def _decode_v1(vector: np.ndarray, o: dict, classes: str) -> np.ndarray:
     """YOLOv1 detection decoding (darknet's layout: S·S class probabilities, then S·S·B
     confidences, then S·S·B boxes)."""
     b, k, s = o["boxes"], o["classes"], o["grid"]
@@ -190,14 +195,25 @@ def _decode_v1(vector: np.ndarray, o: dict) -> np.ndarray:
     cell = np.arange(s * s)
     cols, rows = (cell % s).astype(F32)[:, None], (cell // s).astype(F32)[:, None]
     power = 2 if o["do_sqrt"] else 1
-    scores = conf[:, :, None] * probs   # (S·S, B, K)
-    return _rows(scores.argmax(axis=2), scores.max(axis=2), (box[..., 0] + cols) / F32(s),
-                 (box[..., 1] + rows) / F32(s), box[..., 2] ** power, box[..., 3] ** power, o)
+    scores = (conf[:, :, None] * probs).reshape(-1, k)   # (S·S·B, K)
+    boxes = np.stack([((box[..., 0] + cols) / F32(s)).reshape(-1),
+                      ((box[..., 1] + rows) / F32(s)).reshape(-1),
+                      (box[..., 2] ** power).reshape(-1), (box[..., 3] ** power).reshape(-1)],
+                     axis=1)
+    return _rows(scores, boxes, o["threshold"], classes)
 
 
-def _rows(cls, score, x, y, w, h, o) -> np.ndarray:
-    table = np.stack([a.reshape(-1).astype(F32) for a in (cls, score, x, y, w, h)], axis=1)
-    table = table[table[:, 1] > F32(o["threshold"])]
+def _rows(scores: np.ndarray, boxes: np.ndarray, threshold: float, classes: str) -> np.ndarray:
+    """(class, score, x, y, w, h) by falling score: one row per box and class scoring above the
+    threshold (darknet's), or one per box for its best class only (``classes='best'``)."""
+    if classes == "best":
+        best = scores.argmax(axis=1)
+        keep = np.zeros_like(scores, dtype=bool)
+        keep[np.arange(len(scores)), best] = True
+        scores = np.where(keep, scores, 0)
+    box_index, cls = np.nonzero(scores > F32(threshold))
+    table = np.concatenate([np.stack([cls.astype(F32), scores[box_index, cls]], axis=1),
+                            boxes[box_index]], axis=1).astype(F32)
     return table[np.argsort(-table[:, 1], kind="stable")]
 
 
