@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from irc.backends.viya.executor import kernels
 from irc.errors import InvalidModel, UnsupportedOp
 
 from .base import REQUIRED, Kind, Raw, TableForm
@@ -158,7 +159,7 @@ class Detection(Kind):
 
 
 def _sigmoid(z):
-    return (F32(1) / (F32(1) + np.exp(-z))).astype(F32)
+    return kernels.activate(z, "sigmoid")
 
 
 def _decode_v2(grid: np.ndarray, o: dict, classes: str) -> np.ndarray:
@@ -170,8 +171,9 @@ def _decode_v2(grid: np.ndarray, o: dict, classes: str) -> np.ndarray:
     anchors = o["anchors"].astype(F32)
     x = (cols + _sigmoid(cells[:, 0])) / F32(s)
     y = (rows + _sigmoid(cells[:, 1])) / F32(s)
-    w = np.exp(cells[:, 2]) * anchors[:, 0, None, None] / F32(s)
-    h = np.exp(cells[:, 3]) * anchors[:, 1, None, None] / F32(s)
+    with np.errstate(over="ignore"):   # a huge tw is an infinitely wide box, as in darknet
+        w = np.exp(cells[:, 2]) * anchors[:, 0, None, None] / F32(s)
+        h = np.exp(cells[:, 3]) * anchors[:, 1, None, None] / F32(s)
     objectness = _sigmoid(cells[:, 4])
     logits = cells[:, 5:]
     if o["softmax"]:
