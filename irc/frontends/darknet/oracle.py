@@ -153,14 +153,20 @@ def run_opencv(cfg, weights, x, outputs: list[str] | None = None):
     return {onnx_name: result}
 
 
-def run_opencv_region(cfg, weights, x) -> np.ndarray:
+def run_opencv_region(cfg, weights, x, thresh: float | None = None) -> np.ndarray:
     """OpenCV's [region] layer output on ``x``: one row per grid cell and anchor
     (N·H·W·num rows, for a batch in example order), each row x, y, w, h (relative to the
     image), objectness, then the class scores (objectness times the class probability,
     zeroed below the cfg's thresh), then per-class non-maximum suppression within each image
     at IoU 0.4 (darknet's do_nms_sort; OpenCV's importer fixes 0.4, whatever the cfg says).
-    Shape (N, H·W·num, 5 + classes). Measured in tests/darknet/test_heads.py."""
+    Shape (N, H·W·num, 5 + classes). Measured in tests/darknet/test_heads.py. ``thresh``:
+    the score threshold to decode at instead of the cfg's."""
     x = np.asarray(x, np.float32)
-    (rows,) = _forward(_cfg_text(cfg, x.shape[1:], None), weights, x, ["detection_out"],
-                       str(cfg)).values()
+    text = _cfg_text(cfg, x.shape[1:], None)
+    if thresh is not None:
+        head = text.rindex("[region]")
+        kept = [line for line in text[head:].splitlines()
+                if "".join(line.split()).partition("=")[0] != "thresh"]
+        text = text[:head] + "\n".join(kept + [f"thresh={thresh!r}"]) + "\n"
+    (rows,) = _forward(text, weights, x, ["detection_out"], str(cfg)).values()
     return rows
