@@ -22,12 +22,13 @@ import numpy as np
 
 from irc.errors import InvalidModel, UnsupportedAttribute, UnsupportedOp
 from irc.frontends.registry import HandlerRegistry, format_unsupported
+from irc.ir.activations import KERAS
 
 RECURRENT_LAYERS = HandlerRegistry("Keras (sequence models)")
 CELLS = ("SimpleRNN", "LSTM", "GRU", "CuDNNLSTM", "CuDNNGRU")
 SEQUENCE_CLASSES = CELLS + ("Bidirectional",)
-CELL_ACTS = ("tanh", "relu", "sigmoid")
-DENSE_ACTS = ("linear", "relu", "sigmoid", "tanh", "elu", "softplus", "softmax")
+CELL_ACTS = tuple(k for k, act in KERAS.items() if act.cell)   # Keras names
+DENSE_ACTS = tuple(KERAS)
 
 
 @dataclass

@@ -20,12 +20,12 @@ from irc.frontends.keras.model_io import input_name, output_names
 from irc.frontends.keras.onnx_writer import OnnxWriter
 from irc.frontends.keras.recurrent import (SequenceModel, Spec, _act_name, inner_spec, scan,
                                            specs_from_model, standard_cell)
+from irc.ir.activations import KERAS
+from irc.ir.ops import RECURRENT_GATES
 from irc.ir.opset import OPSET
 
-ONNX_ACT = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "elu": "Elu",
-            "softplus": "Softplus", "softmax": "Softmax"}
-GATE_COUNT = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
 OP_TYPE = {"SimpleRNN": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
+GATE_COUNT = {cls: RECURRENT_GATES[op] for cls, op in OP_TYPE.items()}
 KERAS_TO_ONNX_LSTM = [0, 3, 1, 2]  # Keras blocks i,f,c,o -> ONNX i,o,f,c
 
 
@@ -63,7 +63,7 @@ class _Emitter(OnnxWriter):
         n = int(cfg["units"])
         parts = [onnx_weights(s) for s in directions]
         w, r, b = (np.stack([p[k] for p in parts]) for k in range(3))
-        act = ONNX_ACT[_act_name(cfg.get("activation", "tanh"))]
+        act = KERAS[_act_name(cfg.get("activation", "tanh"))].onnx_op
         per_dir = {"RNN": [act], "LSTM": ["Sigmoid", act, act], "GRU": ["Sigmoid", act]}
         attrs = {"hidden_size": n, "direction": direction,
                  "activations": per_dir[OP_TYPE[cls]] * len(directions)}
@@ -107,7 +107,7 @@ class _Emitter(OnnxWriter):
         if act == "linear":
             return
         attrs = {"axis": -1} if act == "softmax" else {}
-        (self.cur,) = self.node(ONNX_ACT[act], [self.cur], f"{name}_{act}", **attrs)
+        (self.cur,) = self.node(KERAS[act].onnx_op, [self.cur], f"{name}_{act}", **attrs)
 
     def layer(self, spec: Spec) -> None:
         spec = standard_cell(spec)

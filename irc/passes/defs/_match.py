@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from irc.ir.activations import NON_NEGATIVE, NON_NEGATIVE_OPS
 from irc.ir.graph import Graph, Node, Provenance
 
 # Ops whose Viya layer has an `act` option (see ops.SCHEMAS carries_activation).
@@ -63,18 +64,16 @@ def replace_with(graph: Graph, old_node: Node, new_value: str) -> None:
     graph.rename_value(new_value, out)
 
 
-# Ops and fused activations whose output is never negative.
-NON_NEGATIVE_OPS = ("Relu", "Sigmoid", "Softplus")
-NON_NEGATIVE_ACTS = ("relu", "sigmoid", "softplus")
 
 
 def non_negative(graph: Graph, value: str) -> bool:
-    """``value`` is known never to be negative (its producer ends in relu/sigmoid/softplus)."""
+    """``value`` is known never to be negative (its producer ends in an activation whose output
+    never is: relu, sigmoid, softplus, ...)."""
     producer = graph.producer(value)
     if producer is None:
         return False
     return producer.op_type in NON_NEGATIVE_OPS or \
-        producer.attrs.get("activation", "identity") in NON_NEGATIVE_ACTS
+        producer.attrs.get("activation", "identity") in NON_NEGATIVE
 
 
 def add_batchnorm(graph: Graph, x: str, gamma, beta, name: str, provenance: Provenance,

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from irc.ir.ops import ACTIVATION_OPS
+from irc.ir.activations import ACTIVATION_OPS, default_alpha
 from irc.passes.defs._match import CARRIERS, has_identity_act, single_use_producer
 from irc.passes.registry import Pass, register_pass
 
 
 def _act_attrs(node) -> dict:
     act = ACTIVATION_OPS[node.op_type]
-    alpha = float(node.attrs.get("alpha", {"elu": 1.0, "leaky": 0.01}.get(act, 0.0)))
+    alpha = float(node.attrs.get("alpha", default_alpha(act)))
     return {"activation": act, "activation_alpha": alpha}
 
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from irc.ir.activations import viya_computes
 from irc.passes.defs._match import (add_batchnorm, add_sum, add_unary, per_channel,
                                     replace_with)
 from irc.passes.registry import Pass, register_pass
-
-VIYA_LEAKY_SLOPE = np.float32(0.1)  # viya-semantics §3: LEAKY has a fixed slope 0.1
 
 
 def _slope(graph, node) -> tuple[np.ndarray | float | None, str]:
@@ -63,7 +62,7 @@ class LegalizePRelu(Pass):
             if slope is None:
                 ctx.refuse(node, why)
                 continue
-            if node.op_type == "LeakyRelu" and np.float32(slope) == VIYA_LEAKY_SLOPE:
+            if node.op_type == "LeakyRelu" and viya_computes("leaky", slope):
                 continue
             if np.all(np.asarray(slope) == 0):
                 replace_with(graph, node, add_unary(graph, "Relu", x, f"{node.name}_relu", prov))
