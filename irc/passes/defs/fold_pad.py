@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from irc.passes.defs._match import non_negative
-from irc.passes.registry import Pass, register_pass
+from irc.passes.registry import RewritePass, register_pass
 
 
 
@@ -66,7 +66,7 @@ def _reader_problem(graph, pad, reader, extra) -> str:
 
 
 @register_pass
-class FoldPad(Pass):
+class FoldPad(RewritePass):
     """Add a zero Pad's spatial amounts to the pads of every conv/pool reading it.
 
     Given:  %p = Pad(%x, $pads int64[8] = [0,0,1,1,0,0,2,2]); %y = Conv(%p, $w) {pads=[0,0,0,0]}
@@ -77,30 +77,23 @@ class FoldPad(Pass):
     """
 
     name = "fold_pad"
+    anchors = ("Pad",)
 
-    def run(self, graph, ctx):
-        changed = False
-        for node in graph.nodes():
-            if node.op_type != "Pad":
-                continue
-            extra, why = _spatial_pads(graph, node)
-            if extra is None:
-                ctx.refuse(node, why)
-                continue
-            out = node.outputs[0]
-            readers = graph.consumers(out)
-            if out in graph.outputs or not readers:
-                ctx.refuse(node, "its output is a graph output or unread")
-                continue
-            problems = [p for p in (_reader_problem(graph, node, r, extra) for r in readers) if p]
-            if problems:
-                ctx.refuse(node, "; ".join(problems))
-                continue
-            for reader in readers:
-                own = list(reader.attrs.get("pads") or [0, 0, 0, 0])
-                reader.attrs["pads"] = [a + b for a, b in zip(own, extra)]
-                graph.set_input(reader, 0, node.inputs[0])
-                reader.provenance = reader.provenance.merged(node.provenance, self.name)
-            graph.remove_node(node)
-            changed = True
-        return changed
+    def rewrite(self, graph, node, ctx):
+        extra, why = _spatial_pads(graph, node)
+        if extra is None:
+            return why
+        out = node.outputs[0]
+        readers = graph.consumers(out)
+        if out in graph.outputs or not readers:
+            return "its output is a graph output or unread"
+        problems = [p for p in (_reader_problem(graph, node, r, extra) for r in readers) if p]
+        if problems:
+            return "; ".join(problems)
+        for reader in readers:
+            own = list(reader.attrs.get("pads") or [0, 0, 0, 0])
+            graph.set_attr(reader, "pads", [a + b for a, b in zip(own, extra)])
+            graph.set_input(reader, 0, node.inputs[0])
+            reader.provenance = reader.provenance.merged(node.provenance, self.name)
+        graph.remove_node(node)
+        return True
