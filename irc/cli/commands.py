@@ -97,10 +97,8 @@ def cmd_ops(args) -> int:
     registries = [("ONNX ops", onnx_ops()), ("Caffe layers", CAFFE_LAYERS)]
     try:
         from irc.frontends.keras import KERAS_LAYERS
-        from irc.frontends.keras.recurrent import RECURRENT_LAYERS
 
         registries.append(("Keras layers", KERAS_LAYERS))
-        registries.append(("Keras sequence-model layers", RECURRENT_LAYERS))
     except ImportError:  # the keras extra is not installed
         pass
     wanted = getattr(args, "framework", None)

@@ -18,8 +18,9 @@ from onnx import TensorProto, helper
 from irc.errors import UnsupportedAttribute
 from irc.frontends.keras.model_io import input_name, output_names
 from irc.frontends.keras.onnx_writer import OnnxWriter
-from irc.frontends.keras.recurrent import (SequenceModel, Spec, _act_name, inner_spec, scan,
-                                           specs_from_model, standard_cell)
+from irc.frontends.keras.layers import KERAS_LAYERS, scan_sequence
+from irc.frontends.keras.recurrent import (SequenceModel, Spec, _act_name, specs_from_model,
+                                           standard_cell)
 from irc.ir.activations import KERAS
 from irc.ir.ops import RECURRENT_GATES
 from irc.ir.opset import OPSET
@@ -110,22 +111,12 @@ class _Emitter(OnnxWriter):
         (self.cur,) = self.node(KERAS[act].onnx_op, [self.cur], f"{name}_{act}", **attrs)
 
     def layer(self, spec: Spec) -> None:
+        """The layer's handler writes it (its ``emit_sequence`` hook; none: nothing to write,
+        as for Dropout at inference)."""
         spec = standard_cell(spec)
-        if spec.cls in GATE_COUNT:
-            back = bool(spec.config.get("go_backwards"))
-            self.recurrent(spec.name, [spec], "reverse" if back else "forward")
-        elif spec.cls == "Bidirectional":
-            fwd, bwd = inner_spec(spec, "forward"), inner_spec(spec, "backward")
-            self.recurrent(spec.name, [fwd, bwd], "bidirectional")
-        elif spec.cls == "Dense":
-            self.dense(spec.name, spec)
-        elif spec.cls == "TimeDistributed":
-            self.dense(spec.name, inner_spec(spec))
-        elif spec.cls == "Activation":
-            self.activation(spec.name, _act_name(spec.config.get("activation")))
-        elif spec.cls == "Softmax":
-            self.activation(spec.name, "softmax")
-        # Dropout, SpatialDropout1D: nothing at inference
+        emit = KERAS_LAYERS.hook(spec.cls, "emit_sequence")
+        if emit is not None:
+            emit(self, spec)
 
 
 def _dims(shape, input_shape, label) -> tuple[int, int]:
@@ -154,7 +145,7 @@ def to_onnx(src, input_shape=None) -> onnx.ModelProto:
     else:
         specs, shape, breaks = specs_from_model(model, src.label)
         in_name, (out_name,), graph_name = input_name(model), output_names(model), model.name
-    scan(specs, src.label, breaks)
+    scan_sequence(specs, src.label, breaks)
     steps, features = _dims(shape, input_shape, src.label)
     e = _Emitter(in_name, steps, features)
     for spec in specs:
