@@ -10,7 +10,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from irc.ir.graph import Graph
-from irc.ir.opset import OPSET
+from irc.ir.opset import IR_VERSION, OPSET
 from irc.ir.activations import ACTIVATIONS, TAKES_ALPHA
 from irc.ir.rnn_export import export_recurrent, is_batch_first_recurrent
 from irc.ir.side_file import runnable
@@ -80,7 +80,7 @@ def to_onnx(graph: Graph, with_intermediates: bool = False) -> onnx.ModelProto:
         initializer=initializers)
     model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="irc")
-    model.ir_version = 8
+    model.ir_version = IR_VERSION
     return model
 
 

@@ -23,7 +23,7 @@ from irc.frontends.keras.recurrent import (SequenceModel, Spec, _act_name, specs
                                            standard_cell)
 from irc.ir.activations import KERAS
 from irc.ir.ops import RECURRENT_GATES
-from irc.ir.opset import OPSET
+from irc.ir.opset import IR_VERSION, OPSET
 
 OP_TYPE = {"SimpleRNN": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
 GATE_COUNT = {cls: RECURRENT_GATES[op] for cls, op in OP_TYPE.items()}
@@ -160,5 +160,5 @@ def to_onnx(src, input_shape=None) -> onnx.ModelProto:
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name=f"irc keras frontend ({src.flavor}), sequence "
                                             "emitter")
-    proto.ir_version = 8
+    proto.ir_version = IR_VERSION
     return proto

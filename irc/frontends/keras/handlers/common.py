@@ -17,6 +17,7 @@ import numpy as np
 from irc.errors import UnsupportedAttribute
 from irc.ir.activations import KERAS
 from irc.problems import Problems
+from irc.refusals import KERAS_ACTIVATION, reason
 
 TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 RECURRENT = ("SimpleRNN", "LSTM", "GRU", "CuDNNLSTM", "CuDNNGRU", "RNN", "Bidirectional",
@@ -28,14 +29,6 @@ RECURRENT = ("SimpleRNN", "LSTM", "GRU", "CuDNNLSTM", "CuDNNGRU", "RNN", "Bidire
 # leaky_relu (slope 0.2) reach Viya through exact rewrites (legalize_clip, legalize_prelu): two
 # batchnorm layers, or relu(x) - a*relu(-x).
 REWRITTEN = ("relu6", "leaky_relu")
-
-
-_ACTIVATION_WHY = {
-    "hard_sigmoid": "Viya has no hard sigmoid",
-    "hard_silu": "Viya has no hard swish", "hard_swish": "Viya has no hard swish",
-    "swish": "Viya has no swish", "silu": "Viya has no swish", "gelu": "Viya has no gelu",
-    "selu": "Viya's elu has no scale", "exponential": "Viya's exp is not offered here",
-}
 
 
 class ScanContext:
@@ -93,7 +86,7 @@ def check_activation(activation, layer, ctx) -> None:
         activation = activation.get("config", {}).get("name") or activation.get("class_name")
     name = str(activation)
     if name not in KERAS and name not in REWRITTEN:
-        why = _ACTIVATION_WHY.get(name, "Viya has no such activation")
+        why = reason(KERAS_ACTIVATION, name, "Viya has no such activation")
         ctx.problem(f"activation {name!r}: {why}")
         return
     if name == "softmax":
