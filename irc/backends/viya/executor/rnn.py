@@ -18,7 +18,6 @@ import math
 import numpy as np
 
 from irc.errors import InvalidModel, UnsupportedOp
-
 from irc.ir.ops import RECURRENT_GATES
 
 from .kernels import activate
