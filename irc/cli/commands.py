@@ -101,10 +101,8 @@ def cmd_ops(args) -> int:
                   ("Darknet sections", DARKNET_SECTIONS)]
     try:
         from irc.frontends.keras import KERAS_LAYERS
-        from irc.frontends.keras.recurrent import RECURRENT_LAYERS
 
         registries.append(("Keras layers", KERAS_LAYERS))
-        registries.append(("Keras sequence-model layers", RECURRENT_LAYERS))
     except ImportError:  # the keras extra is not installed
         pass
     wanted = getattr(args, "framework", None)

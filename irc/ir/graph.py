@@ -55,12 +55,28 @@ class Value:
 
 @dataclass
 class Node:
+    """An op. ``inputs`` is a tuple that only the graph changes (``Graph.set_input``,
+    ``set_inputs``, ``replace_uses``, ...), so the graph's edges and version always follow it.
+    Attributes are changed through ``Graph.set_attr``/``remove_attr`` for the same reason."""
+
     name: str
     op_type: str
-    inputs: list[str]  # "" marks an omitted optional input, as in ONNX
+    inputs: tuple[str, ...]  # "" marks an omitted optional input, as in ONNX
     outputs: list[str]
     attrs: dict = field(default_factory=dict)
     provenance: Provenance = field(default_factory=Provenance)
+
+    def __post_init__(self):
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+
+    def __setattr__(self, key, value):
+        if key == "inputs" and "inputs" in self.__dict__:
+            raise AttributeError(f"{self.name}: inputs change through the graph (set_input, "
+                                 "set_inputs, replace_uses), which keeps its edges in step")
+        object.__setattr__(self, key, value)
+
+    def _set_inputs(self, inputs) -> None:   # the graph's own edits only
+        object.__setattr__(self, "inputs", tuple(inputs))
 
     def attr(self, name):
         return opdefs.attr(self, name)
@@ -133,7 +149,7 @@ class Graph:
         """Add an op. ``outputs`` are (name, type) pairs of values this op defines."""
         self.version += 1
         name = self.unique_node_name(name or op_type.lower())
-        node = Node(name, op_type, list(inputs), [o for o, _ in outputs], dict(attrs or {}),
+        node = Node(name, op_type, tuple(inputs), [o for o, _ in outputs], dict(attrs or {}),
                     provenance or Provenance())
         self._nx.add_node(_op(name), node=node)
         for out_name, ttype in outputs:
@@ -233,16 +249,58 @@ class Graph:
 
     # ---- mutation -------------------------------------------------------------------------
     def set_input(self, node: Node, slot: int, value_name: str) -> None:
+        """``node`` reads ``value_name`` ("" = omitted) at ``slot``; a slot past the last input
+        adds one (earlier missing slots are omitted inputs)."""
         self.version += 1
+        if slot >= len(node.inputs):
+            node._set_inputs(node.inputs + ("",) * (slot + 1 - len(node.inputs)))
         old = node.inputs[slot]
         if old:
             for u, v, k, d in list(self._nx.in_edges(_op(node.name), keys=True, data=True)):
                 if u == _val(old) and d.get("slot") == slot:
                     self._nx.remove_edge(u, v, k)
                     break
-        node.inputs[slot] = value_name
+        node._set_inputs(node.inputs[:slot] + (value_name,) + node.inputs[slot + 1:])
         if value_name:
             self._nx.add_edge(_val(value_name), _op(node.name), slot=slot)
+
+    def set_inputs(self, node: Node, names) -> None:
+        """``node`` reads exactly ``names`` (the list may be shorter or longer than before)."""
+        self.version += 1
+        key = _op(node.name)
+        self._nx.remove_edges_from(list(self._nx.in_edges(key, keys=True)))
+        node._set_inputs(names)
+        for slot, name in enumerate(node.inputs):
+            if name:
+                if _val(name) not in self._nx:
+                    raise GraphInvalid(f"node {node.name!r} reads undefined value {name!r}")
+                self._nx.add_edge(_val(name), key, slot=slot)
+
+    def set_attr(self, node: Node, name: str, value) -> None:
+        """Set one attribute of ``node`` (a change the pass manager sees)."""
+        self.version += 1
+        node.attrs[name] = value
+
+    def remove_attr(self, node: Node, name: str) -> None:
+        """Drop an attribute (the op then reads the schema default); absent is fine."""
+        self.version += 1
+        node.attrs.pop(name, None)
+
+    def replace_node(self, node: Node, new_values) -> None:
+        """Replace ``node`` by values already computed by the ops that replace it (one per
+        output, or one name for a single output): each takes over every reader, graph-output
+        role AND the name of the output it replaces, so graph outputs and name_map keep the
+        source's names. ``node`` is removed."""
+        news = [new_values] if isinstance(new_values, str) else list(new_values)
+        if len(news) != len(node.outputs):
+            raise GraphInvalid(f"replacing {node.name!r}: {len(news)} values for "
+                               f"{len(node.outputs)} outputs")
+        outs = list(node.outputs)
+        for out, new in zip(outs, news):
+            self.replace_uses(out, new)
+        self.remove_node(node)
+        for out, new in zip(outs, news):
+            self.rename_value(new, out)
 
     def replace_uses(self, old: str, new: str) -> None:
         """Make every reader of value ``old`` (ops and graph outputs) read ``new``."""
@@ -268,7 +326,8 @@ class Graph:
             node.outputs = [new if o == old else o for o in node.outputs]
             self._nx.add_edge(u, _val(new), **d)
         for _, v, d in edges_out:
-            self._nx.nodes[v]["node"].inputs[d["slot"]] = new
+            reader, slot = self._nx.nodes[v]["node"], d["slot"]
+            reader._set_inputs(reader.inputs[:slot] + (new,) + reader.inputs[slot + 1:])
             self._nx.add_edge(_val(new), v, **d)
         self.inputs = [new if i == old else i for i in self.inputs]
         self.outputs = [new if o == old else o for o in self.outputs]
@@ -311,7 +370,7 @@ class Graph:
         for k, d in self._nx.nodes(data=True):
             if k[0] == "op":
                 n = d["node"]
-                clone._nx.add_node(k, node=Node(n.name, n.op_type, list(n.inputs), list(n.outputs),
+                clone._nx.add_node(k, node=Node(n.name, n.op_type, n.inputs, list(n.outputs),
                                                 dict(n.attrs), n.provenance))
             else:
                 v = d["value"]

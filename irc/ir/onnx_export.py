@@ -10,14 +10,11 @@ import onnx
 from onnx import helper, numpy_helper
 
 from irc.ir.graph import Graph
-from irc.ir.opset import OPSET
-from irc.ir.ops import ACTIVATION_OPS
+from irc.ir.opset import IR_VERSION, OPSET
+from irc.ir.activations import ACTIVATIONS, TAKES_ALPHA
 from irc.ir.rnn_export import export_recurrent, is_batch_first_recurrent
 from irc.ir.side_file import runnable
 from irc.ir.tensors import BATCH, TensorType, WeightHandle
-
-_ACT_TO_ONNX = {v: k for k, v in ACTIVATION_OPS.items()}
-
 
 def _value_info(name: str, ttype: TensorType) -> onnx.ValueInfoProto:
     dims = ["N" if d == BATCH else d for d in ttype.shape]
@@ -31,8 +28,8 @@ def _onnx_attrs(node) -> dict:
 
 
 def _activation_node(act: str, alpha: float, src: str, dst: str, name: str) -> onnx.NodeProto:
-    kwargs = {"alpha": float(alpha)} if act in ("elu", "leaky") else {}
-    return helper.make_node(_ACT_TO_ONNX[act], [src], [dst], name=name, **kwargs)
+    kwargs = {"alpha": float(alpha)} if act in TAKES_ALPHA else {}
+    return helper.make_node(ACTIVATIONS[act].onnx_op, [src], [dst], name=name, **kwargs)
 
 
 def _initializer(handle: WeightHandle, name: str) -> onnx.TensorProto:
@@ -83,7 +80,7 @@ def to_onnx(graph: Graph, with_intermediates: bool = False) -> onnx.ModelProto:
         initializer=initializers)
     model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="irc")
-    model.ir_version = 8
+    model.ir_version = IR_VERSION
     helper.set_model_props(model, dict(graph.metadata))   # e.g. a detection head
     return model
 

@@ -11,18 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Activations that can be fused into a carrier op, as ONNX op type -> IR activation name.
-ACTIVATION_OPS = {
-    "Relu": "relu",
-    "Sigmoid": "sigmoid",
-    "Tanh": "tanh",
-    "Softplus": "softplus",
-    "Elu": "elu",
-    "LeakyRelu": "leaky",
-}
-ACTIVATION_NAMES = {"identity", *ACTIVATION_OPS.values()}
-# alpha carried by parameterised activations (ONNX defaults)
-ACTIVATION_DEFAULT_ALPHA = {"elu": 1.0, "leaky": 0.01}
+from irc.ir.activations import ACTIVATION_OPS, ACTIVATIONS, FUSED_NAMES as ACTIVATION_NAMES
 
 _FUSED_ACT = {"activation": (str, "identity"), "activation_alpha": (float, 0.0)}
 
@@ -66,10 +55,9 @@ SCHEMAS: dict[str, OpSchema] = {s.op_type: s for s in [
     _schema("Sum", 1, -1, act=True),
     _schema("Concat", 1, -1, {"axis": (int, None)}, act=True),
     _schema("Add", 2, 2), _schema("Sub", 2, 2), _schema("Mul", 2, 2), _schema("Div", 2, 2),
-    _schema("Relu", 1, 1), _schema("Sigmoid", 1, 1), _schema("Tanh", 1, 1),
-    _schema("Softplus", 1, 1),
-    _schema("Elu", 1, 1, {"alpha": (float, 1.0)}),
-    _schema("LeakyRelu", 1, 1, {"alpha": (float, 0.01)}),
+    # the activation ops, from the activation table (alpha where the ONNX op takes one)
+    *(_schema(a.onnx_op, 1, 1, None if a.alpha is None else {"alpha": (float, a.alpha)})
+      for a in ACTIVATIONS.values() if a.onnx_op in ACTIVATION_OPS),
     _schema("Softmax", 1, 1, {"axis": (int, -1)}),
     _schema("Identity", 1, 1),
     _schema("Dropout", 1, 3, n_out=1),
@@ -102,6 +90,8 @@ SCHEMAS: dict[str, OpSchema] = {s.op_type: s for s in [
             n_out=2),
 ]}
 RECURRENT_OPS = ("RNN", "LSTM", "GRU")
+# gate blocks per op (G in W's G·n rows): RNN one, LSTM i,o,f,c, GRU z,r,h
+RECURRENT_GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 
 
 def schema(op_type: str) -> OpSchema | None:

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+from irc.ir.activations import TAKES_ALPHA
 from irc.ir.graph import Graph
 
 
@@ -32,7 +33,7 @@ def _shown_attrs(node) -> dict:
     for key, value in sorted(node.attrs.items()):
         if key == "activation" and value == "identity":
             continue
-        if key == "activation_alpha" and act not in ("elu", "leaky"):
+        if key == "activation_alpha" and act not in TAKES_ALPHA:
             continue
         shown[key] = value
     return shown

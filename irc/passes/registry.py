@@ -40,6 +40,36 @@ class Pass:
         return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
 
 
+class RewritePass(Pass):
+    """A pass that visits the ops of its ``anchors`` types once each, in topological order, and
+    tries :meth:`rewrite` on each: the loop, the skipping of ops an earlier rewrite removed and
+    the refusal bookkeeping are written here once.
+
+    ``rewrite(graph, node, ctx)`` returns True when it rewrote the graph, a string when it
+    declines a node it matched (the reason, recorded as a refusal of ``node``), and None or
+    False when ``node`` is not its pattern at all.
+    """
+
+    anchors: tuple[str, ...] | None = ()   # op types the rewrite starts from; None: every op
+
+    def rewrite(self, graph: Graph, node: Node, ctx: PassContext) -> bool | str | None:
+        raise NotImplementedError
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        changed = False
+        for node in graph.nodes():
+            if (self.anchors is not None and node.op_type not in self.anchors) \
+                    or not graph.has_node(node.name) \
+                    or graph.node(node.name) is not node:
+                continue   # another op type, or removed by an earlier rewrite of this sweep
+            result = self.rewrite(graph, node, ctx)
+            if isinstance(result, str):
+                ctx.refuse(node, result)
+            elif result:
+                changed = True
+        return changed
+
+
 PASSES: dict[str, type[Pass]] = {}
 
 

@@ -10,6 +10,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from irc.ir.opset import IR_VERSION
+
 
 class OnnxBuilder:
     def __init__(self, name: str, input_shape, seed: int = 0, opset: int = 17,
@@ -94,7 +96,7 @@ class OnnxBuilder:
             initializer=self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)],
                                   producer_name="irc-builder")
-        model.ir_version = 8
+        model.ir_version = IR_VERSION
         # Output types come from shape inference so callers need not compute them.
         done = onnx.shape_inference.infer_shapes(model).graph
         inferred = {v.name: v for v in list(done.value_info) + list(done.output)}

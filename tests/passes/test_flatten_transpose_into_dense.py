@@ -30,7 +30,7 @@ def test_transpose_moves_into_the_gemm_weight():
     changed, out, ctx = assert_pass_preserves(graph, "flatten_transpose_into_dense")
     assert changed and not ctx.refusals
     assert out.op_counts() == {"Conv": 1, "Flatten": 1, "Gemm": 1}
-    assert out.producer("f").inputs == ["conv"]
+    assert out.producer("f").inputs == ("conv",)
     assert out.value("f").type.shape == (BATCH, C * H * W)
     # column c·H·W + h·W + w of the new weight is column h·W·C + w·C + c of the old one
     old = graph.const(graph.producer("fc0").inputs[1])

@@ -52,8 +52,27 @@ def test_average_pool_counting_pads_takes_it():
     assert out.producer("pool").attrs["pads"] == [1, 2, 2, 1]
 
 
-def test_average_pool_not_counting_pads_is_refused():
+def test_unpadded_average_pool_takes_it_counting_the_zeros():
+    # A Keras ZeroPadding2D before an AveragePooling2D: the pool averages the zeros as data,
+    # so after the fold it counts its padding (exact: the same sums and divisors).
     graph = _pool_model("AveragePool", count_include_pad=0)
+    changed, out, ctx = assert_pass_preserves(graph, "fold_pad", rtol=0, atol=0)
+    assert changed and not ctx.refusals and out.op_counts() == {"AveragePool": 1}
+    pool = out.producer("pool")
+    assert pool.attrs["pads"] == [1, 2, 2, 1] and pool.attrs["count_include_pad"] == 1
+
+
+def test_padded_average_pool_counting_pads_adds_to_them():
+    graph = _pool_model("AveragePool", count_include_pad=1, pads=SPATIAL)
+    pool = graph.producer("pool")
+    graph.set_attr(pool, "pads", [1, 0, 0, 1])
+    changed, out, _ = assert_pass_preserves(graph, "fold_pad", rtol=0, atol=0)
+    assert changed and out.producer("pool").attrs["pads"] == [2, 2, 2, 2]
+
+
+def test_padded_average_pool_not_counting_its_pads_is_refused():
+    graph = _pool_model("AveragePool", count_include_pad=0)
+    graph.set_attr(graph.producer("pool"), "pads", [1, 1, 1, 1])
     changed, out, ctx = assert_pass_preserves(graph, "fold_pad")
     assert not changed and out.op_counts() == {"Pad": 1, "AveragePool": 1}
     [(pass_name, node, reason)] = refusals(ctx)

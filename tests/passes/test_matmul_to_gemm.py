@@ -44,7 +44,7 @@ def test_bias_as_first_operand():
 def test_matmul_without_add_becomes_gemm_without_bias():
     changed, out, _ = assert_pass_preserves(_model(None), "matmul_to_gemm")
     assert changed and out.op_counts() == {"Gemm": 1}
-    assert out.producer("mm").inputs[1:] == [out.producer("mm").inputs[1]]
+    assert out.producer("mm").inputs[1:] == (out.producer("mm").inputs[1],)
 
 
 def test_matmul_read_twice_keeps_its_add():

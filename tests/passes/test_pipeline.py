@@ -128,7 +128,7 @@ def test_tf2onnx_like_nhwc_graph():
                                "Gemm": 2, "Softmax": 1}
     # the input transpose stays (lowering's business); the one before the flatten is gone
     [t] = [n for n in out.nodes() if n.op_type == "Transpose"]
-    assert t.inputs == ["image"]
+    assert t.inputs == ("image",)
     [pool] = [n for n in out.nodes() if n.op_type == "MaxPool"]
     assert pool.attrs["pads"] == [0, 0, 1, 1]
     _check_canonical_dense(out)

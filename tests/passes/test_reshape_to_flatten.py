@@ -21,7 +21,7 @@ def test_reshape_with_batch_one_becomes_flatten():
     changed, out, _ = assert_pass_preserves(graph, "reshape_to_flatten", batch=1)
     assert changed and out.op_counts() == {"Flatten": 1}
     node = out.producer("flat")
-    assert node.attrs == {"axis": 1} and node.inputs == ["input"]
+    assert node.attrs == {"axis": 1} and node.inputs == ("input",)
     assert out.outputs == ["flat"]
 
 
@@ -52,7 +52,7 @@ def test_two_d_reshape_to_the_same_shape_is_removed():
     graph = build(b, [y])
     changed, out, _ = assert_pass_preserves(graph, "reshape_to_flatten")
     assert changed and out.op_counts() == {"Relu": 1}
-    assert out.producer("y").inputs == ["input"]
+    assert out.producer("y").inputs == ("input",)
 
 
 def test_no_op_at_a_graph_output_hands_its_name_to_the_producer():

@@ -83,7 +83,7 @@ def test_rename_and_replace_uses_keep_edges_in_sync():
     g.outputs = ["z"]
     g.rename_value("y", "y2")
     g.validate()
-    assert g.node("relu").inputs == ["y2"] and g.node("conv").outputs == ["y2"]
+    assert g.node("relu").inputs == ("y2",) and g.node("conv").outputs == ["y2"]
     g.replace_uses("z", "y2")
     g.remove_node(g.node("relu"))
     g.validate()

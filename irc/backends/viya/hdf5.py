@@ -1,4 +1,5 @@
-"""The KERAS-format HDF5 weights file that dlImportModelWeights reads (viya-target.md §5).
+"""The KERAS-format HDF5 weights file that dlImportModelWeights reads (viya-target.md §5): the
+one writer of that format in irc (the backend's weights, and `irc export`'s generated weights).
 
 Written layer by layer and block by block: a weight described as an expression (a transpose,
 permutation or per-channel scale of a source weight) is computed one bounded block at a time
@@ -21,8 +22,9 @@ from irc.utils.threads import signals_blocked_while_starting
 
 def _fixed_bytes(names: list[str]) -> np.ndarray:
     """Fixed-length byte strings, as Keras itself writes name lists."""
-    width = max((len(n) for n in names), default=1)
-    return np.array([n.encode("ascii") for n in names], dtype=f"S{max(width, 1)}")
+    encoded = [n.encode("utf-8") for n in names]
+    width = max((len(n) for n in encoded), default=1)
+    return np.array(encoded, dtype=f"S{max(width, 1)}")
 
 
 def _all_finite(data: np.ndarray, chunk: int = 1 << 24) -> bool:
@@ -74,26 +76,33 @@ class _BackgroundWrites:
 
 
 def write_weights(model, path: Path, progress=None) -> None:
-    weighted = model.weighted_layers()
+    """The lowered model's weights (each layer's datasets in the schema's §5.3 order)."""
+    write_layers(path, [(layer.name, [(w, layer.weights[w]) for w in layer.weight_names()],
+                         layer.source_nodes) for layer in model.weighted_layers()], progress)
+
+
+def write_layers(path: Path, layers, progress=None) -> None:
+    """Write ``layers``, (layer name, [(weight name, weight)], source names) in file order,
+    where a weight has ``shape`` and ``blocks()`` (a LazyWeight) and the source names only
+    serve the error message of a non-finite weight."""
+    layers = list(layers)
     # The writer thread is joined before the file closes (``with`` exits right to left).
     with h5py.File(path, "w") as f, _BackgroundWrites() as writes:
-        f.attrs["layer_names"] = _fixed_bytes([layer.name for layer in weighted])
-        for layer in weighted:
-            group = f.create_group(layer.name)
-            names = layer.weight_names()
-            group.attrs["weight_names"] = _fixed_bytes([f"{layer.name}/{w}:0" for w in names])
-            for w in names:
-                weight = layer.weights[w]
+        f.attrs["layer_names"] = _fixed_bytes([name for name, _, _ in layers])
+        for name, weights, sources in layers:
+            group = f.create_group(name)
+            group.attrs["weight_names"] = _fixed_bytes([f"{name}/{w}:0" for w, _ in weights])
+            for w, weight in weights:
                 # "<L>/<w>:0" inside group "/<L>" makes the dataset /<L>/<L>/<w>:0
-                dataset = group.create_dataset(f"{layer.name}/{w}:0", shape=weight.shape,
+                dataset = group.create_dataset(f"{name}/{w}:0", shape=weight.shape,
                                                dtype=np.float32)
                 for index, block in weight.blocks():
                     if not _all_finite(block):
-                        raise InvalidModel(f"weight {w!r} of layer {layer.name!r} (from "
-                                           f"{', '.join(layer.source_nodes) or '?'}) holds NaN "
-                                           "or infinite values", hint="the source model is "
-                                           "damaged; Viya would compute garbage from it")
+                        raise InvalidModel(f"weight {w!r} of layer {name!r} (from "
+                                           f"{', '.join(sources) or '?'}) holds NaN or infinite "
+                                           "values", hint="the source model is damaged; Viya "
+                                           "would compute garbage from it")
                     if block.size:
                         writes.put(dataset, index, block)
             if progress is not None:
-                progress(layer.name)
+                progress(name)

@@ -15,7 +15,7 @@ from irc.errors import InvalidModel, UnsupportedAttribute, UnsupportedOp
 from irc.frontends.caffe.reader import CaffeLayer, CaffeNet, blob_array, strip_ones
 from irc.frontends.caffe.registry import CAFFE_LAYERS, LABEL, Skip
 from irc.frontends.registry import format_unsupported
-from irc.ir.opset import OPSET
+from irc.ir.opset import IR_VERSION, OPSET
 from irc.limits import check_tensor_bytes
 from irc.problems import Problems
 from irc.utils.unique_name import unique_name
@@ -300,6 +300,6 @@ class Converter:
                                                                 ["N", *self.shapes[t][1:]])
                                   for t in outputs)
         model.opset_import.append(helper.make_opsetid("", OPSET))
-        model.ir_version = 8
+        model.ir_version = IR_VERSION
         model.producer_name = "irc.caffe"
         return model

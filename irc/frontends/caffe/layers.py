@@ -15,6 +15,7 @@ from irc.frontends.caffe import caffe_subset_pb2 as pb
 from irc.frontends.caffe.registry import CAFFE_LAYERS as reg
 from irc.frontends.caffe.registry import Skip
 from irc.frontends.caffe.geometry import caffe_pool_size, hw
+from irc.ir.activations import VIYA_FIXED_ALPHA
 
 # ---- helpers --------------------------------------------------------------------------------
 
@@ -303,8 +304,9 @@ def relu(cv, i):
     if slope == 0:
         cv.node("Relu", [x], [out])
     else:
-        cv.node("LeakyRelu", [x], [out], alpha=0.1 if math.isclose(slope, 0.1, rel_tol=1e-6)
-                else slope)
+        viya = VIYA_FIXED_ALPHA["leaky"]
+        cv.node("LeakyRelu", [x], [out],
+                alpha=viya if math.isclose(slope, viya, rel_tol=1e-6) else slope)
     cv.define(out, shape)
 
 

@@ -151,8 +151,6 @@ class Converter:
                              input_name=INPUT)
 
     def run(self) -> DarknetConversion:
-        from irc.frontends.darknet import heads, layers  # noqa: F401 - fill DARKNET_SECTIONS
-
         self.check_sections()
         self.declare_input()
         for self.index, self.section in enumerate(self.cfg.layers):

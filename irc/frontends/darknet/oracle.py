@@ -68,7 +68,7 @@ def _opencv_weights(cfg, weights, shape, path: Path) -> Path:
     """A copy of ``weights`` at ``path`` that OpenCV reads as darknet reads the original:
     rolling variances re-expressed for OpenCV's epsilon, [connected] batch-norm arrays moved
     to where OpenCV looks for them."""
-    from irc.frontends.darknet import darknet_layout
+    from irc.frontends.darknet.frontend import darknet_layout
     from irc.frontends.darknet.layers import DARKNET_BN_EPS
     from irc.frontends.darknet.weights import WeightsFile, write_header
 
@@ -141,7 +141,7 @@ def run_opencv(cfg, weights, x, outputs: list[str] | None = None):
     names, e.g. ``conv_0``, ``leaky_1``; OpenCV names a convolution's activation after the
     next layer's number): {that name: its output}, over the whole net.
     """
-    from irc.frontends.darknet import darknet_layout
+    from irc.frontends.darknet.frontend import darknet_layout
 
     x = np.asarray(x, np.float32)
     if outputs:

@@ -24,7 +24,7 @@ from irc.frontends.keras.handlers import KERAS_LAYERS
 from irc.frontends.keras.handlers.common import Value
 from irc.frontends.keras.model_graph import all_layers, is_container, model_tensors
 from irc.frontends.keras.onnx_writer import OnnxWriter
-from irc.ir.opset import OPSET
+from irc.ir.opset import IR_VERSION, OPSET
 from irc.ir.side_file import MIN_TENSOR_BYTES, SideFile
 
 SIDE_FILE_BYTES = 1 << 30
@@ -176,5 +176,5 @@ def to_onnx(model, dims: tuple[int, ...], input_name: str, label: str,
         out_infos, initializer=e.inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name=f"irc keras frontend ({flavor}), direct")
-    proto.ir_version = 8
+    proto.ir_version = IR_VERSION
     return side_file.finish(proto) if side_file is not None else proto

@@ -1,8 +1,9 @@
-"""The Keras layer scan: every layer's check runs before any conversion work.
+"""The Keras layer scans: every layer's check runs before any conversion work.
 
 :func:`scan` runs each layer's handler check (:mod:`irc.frontends.keras.handlers`, one handler
-per layer class) over the whole model, nested models included, and raises ONE error listing each
-unsupported layer class (count and names) and each refused configuration.
+per layer class) over the whole image model, nested models included, and :func:`scan_sequence`
+each handler's ``sequence`` hook along the chain of a sequence model. Each raises ONE error
+listing each unsupported layer class (count and names) and each refused configuration.
 """
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from irc.errors import UnsupportedAttribute, UnsupportedOp
 from irc.frontends.keras.handlers import KERAS_LAYERS
 from irc.frontends.keras.handlers.common import RECURRENT, ScanContext
 from irc.frontends.keras.model_graph import all_layers, model_tensors, output_layer_names
+from irc.frontends.keras.recurrent import SequenceFlow
 from irc.frontends.registry import format_unsupported
 
-__all__ = ["KERAS_LAYERS", "scan"]
+__all__ = ["KERAS_LAYERS", "scan", "scan_sequence"]
 
 
 def _float32_compute(layer, ctx) -> None:
@@ -39,17 +41,18 @@ def scan(model, allow_lambda: bool, label: str, flavor: str = "keras3",
     for layer in all_layers(model):
         cls = type(layer).__name__
         items.append((cls, layer.name))
-        handler = KERAS_LAYERS.get(cls)
-        if handler is None:
+        check = KERAS_LAYERS.check(cls)
+        if check is None:
             continue
         ctx.layer_name = layer.name
         _float32_compute(layer, ctx)
-        handler.fn.check(layer, layer.get_config(), ctx)
-    missing = KERAS_LAYERS.unsupported(items)
+        check(layer, layer.get_config(), ctx)
+    missing = KERAS_LAYERS.missing(items, "check")
     lines = []
     if missing:
         recurrent = sorted(c for c in missing if c in RECURRENT)
-        hint = "irc converts these Keras layers: " + ", ".join(KERAS_LAYERS.op_types()) + "."
+        hint = "irc converts these Keras layers: " + ", ".join(KERAS_LAYERS.with_hook("check")) \
+            + "."
         if recurrent:
             hint += (f"\nrecurrent layers ({', '.join(recurrent)}): irc converts SimpleRNN, LSTM, "
                      "GRU (and Bidirectional of them) in sequence models, not these.")
@@ -62,3 +65,30 @@ def scan(model, allow_lambda: bool, label: str, flavor: str = "keras3",
     error = UnsupportedOp if missing else UnsupportedAttribute
     raise error("\n".join(lines), file=label,
                 hint="change these layers in the Keras model (see `irc ops` for the support list)")
+
+
+def scan_sequence(specs: list, label: str, problems=()) -> None:
+    """Check a sequence model's chain of layer specs (irc.frontends.keras.recurrent.Spec)
+    through each handler's ``sequence`` hook; raise one error listing every layer Viya cannot
+    compute (``problems``: (layer, why) pairs found before)."""
+    problems = list(problems)
+    missing = KERAS_LAYERS.missing([(s.cls, s.name) for s in specs], "sequence")
+    flow = SequenceFlow(problem=None)
+    for k, spec in enumerate(specs):
+        hook = KERAS_LAYERS.hook(spec.cls, "sequence")
+        if hook is None:
+            continue
+        flow.problem = lambda message, name=spec.name: problems.append((name, message))
+        flow.last = k == len(specs) - 1
+        hook(spec, flow)
+    lines = []
+    if missing:
+        lines.append(format_unsupported(
+            "Keras", missing, "in sequence models irc converts: "
+            + ", ".join(KERAS_LAYERS.with_hook("sequence")) + " (one chain of layers)."))
+    if problems:
+        lines.append(f"{len(problems)} layer configuration(s) Viya cannot compute:")
+        lines += [f"  {name}: {msg}" for name, msg in problems]
+    if lines:
+        raise (UnsupportedOp if missing else UnsupportedAttribute)(
+            "\n".join(lines), file=label, hint="change these layers in the Keras model")

@@ -13,10 +13,11 @@ one ``irc ops`` lists and every Transpose is an NCHW->NHWC transpose read only b
    Transpose -> Flatten (a Keras Flatten), a C,H,W Reshape or nothing, or is refused
    (:mod:`layout`).
 3. A Concat of flattened (N, C, 1, 1) maps (global pools) becomes a channel Concat, then Flatten.
-4. ZeroPadding2D before an average pool (a zero Pad, then an unpadded AveragePool, which counts
-   the zeros) becomes a depthwise convolution with weights 1/(kH*kW) and that padding, because
-   Viya's average pool leaves padded cells out of the divisor.
-5. Dead nodes and initializers go; graph outputs take the Keras output layer names.
+4. Dead nodes and initializers go; graph outputs take the Keras output layer names.
+
+(ZeroPadding2D before an average pool, a zero Pad then an unpadded AveragePool that counts the
+zeros, is left to the passes: fold_pad makes it a pool counting its padding, which
+legalize_avgpool_include_pad writes as an exact averaging convolution.)
 """
 from __future__ import annotations
 
@@ -125,7 +126,6 @@ def clean(model: onnx.ModelProto, output_names: list[str], label: str) -> onnx.M
     layout.outputs_to_nchw(g)
     layout.collapse_layout_chains(g, problems)
     layout.concat_vectors_as_channels(g)
-    _padded_average_pools(g)
     _remove_dead(g)
     _finish_outputs(g, output_names)
     _check_clean(g, problems, label)
@@ -202,35 +202,7 @@ def _shape_value(g: _Graph, shape_node, dims) -> np.ndarray:
     return np.array(dims, np.int64)[start:end]
 
 
-# ---- 5. padded average pools -----------------------------------------------------------------
-
-
-def _padded_average_pools(g: _Graph) -> None:
-    shapes = None
-    for pool in list(g.g.node):
-        pad = g.producer(pool.input[0]) if pool.op_type == "AveragePool" else None
-        if pad is None or pad.op_type != "Pad" or any(g.attr(pool, "pads", [0] * 4)) or \
-                g.attr(pool, "ceil_mode", 0) or g.attr(pad, "mode", b"constant") != b"constant":
-            continue
-        pads = g.const(pad.input[1]) if len(pad.input) > 1 else None
-        value = g.const(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(1)
-        if pads is None or value is None or np.any(value) or len(pad.input) > 3 or \
-                pads.size != 8 or np.any(pads < 0) or np.any(pads[[0, 1, 4, 5]]):
-            continue
-        shapes = shapes or g.shapes()
-        channels = (shapes.get(pad.input[0]) or (None, None))[1]
-        if channels is None:
-            continue
-        kh, kw = g.attr(pool, "kernel_shape")
-        weight = g.add_init(pool.name + "_mean",
-                            np.full((channels, 1, kh, kw), 1.0 / (kh * kw), np.float32))
-        conv = helper.make_node("Conv", [pad.input[0], weight], [pool.output[0]], name=pool.name,
-                                kernel_shape=[kh, kw], strides=g.attr(pool, "strides", [1, 1]),
-                                pads=[int(p) for p in pads[[2, 3, 6, 7]]], group=channels)
-        g.replace(pool, [conv])
-
-
-# ---- 6. clean-up and checks ------------------------------------------------------------------
+# ---- 5. clean-up and checks ------------------------------------------------------------------
 
 
 def _remove_dead(g: _Graph) -> None:

@@ -10,24 +10,26 @@ input and recurrent biases: a CuDNNLSTM is an LSTM with bias b_in + b_rec; a CuD
 GRU(reset_after=True) with bias [b_in; b_rec] (Keras documents the two as compatible).
 
 The model must be one chain: InputLayer -> recurrent / Bidirectional / Dense /
-TimeDistributed(Dense) / Dropout / Activation / Softmax layers. :func:`scan` reports every
-layer Viya cannot follow in one error naming each layer.
+TimeDistributed(Dense) / Dropout / Activation / Softmax layers. Each layer class's handler
+(irc/frontends/keras/handlers, the one Keras registry) checks it in the chain through its
+``sequence`` hook; :func:`irc.frontends.keras.layers.scan_sequence` reports every layer Viya
+cannot follow in one error naming each layer.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
-from irc.errors import InvalidModel, UnsupportedAttribute, UnsupportedOp
-from irc.frontends.registry import HandlerRegistry, format_unsupported
+from irc.errors import InvalidModel, UnsupportedOp
+from irc.ir.activations import KERAS
 
-RECURRENT_LAYERS = HandlerRegistry("Keras (sequence models)")
 CELLS = ("SimpleRNN", "LSTM", "GRU", "CuDNNLSTM", "CuDNNGRU")
 SEQUENCE_CLASSES = CELLS + ("Bidirectional",)
-CELL_ACTS = ("tanh", "relu", "sigmoid")
-DENSE_ACTS = ("linear", "relu", "sigmoid", "tanh", "elu", "softplus", "softmax")
+CELL_ACTS = tuple(k for k, act in KERAS.items() if act.cell)   # Keras names
+DENSE_ACTS = tuple(KERAS)
 
 
 @dataclass
@@ -174,7 +176,18 @@ def inner_spec(spec: Spec, part: str | None = None) -> Spec:
                               list(weights)))
 
 
-# ---- the scan ------------------------------------------------------------------------------
+# ---- what the layer handlers' sequence hooks share ----------------------------------------
+
+
+@dataclass
+class SequenceFlow:
+    """What flows along the chain as the sequence scan walks it: each layer's ``sequence`` hook
+    (irc/frontends/keras/handlers) reads it, reports through ``problem`` and updates it."""
+
+    problem: Callable[[str], None]
+    sequence: bool = True          # a per-time-step sequence flows (False: a vector)
+    seen_recurrent: bool = False   # a recurrent layer came before
+    last: bool = False             # this layer is the model's output
 
 
 def _act_name(value) -> str:
@@ -201,113 +214,6 @@ def check_cell(cfg: dict, cls: str, problem, in_bidirectional: bool) -> None:
         problem("go_backwards=True with return_sequences=True returns the sequence in reversed "
                 "time order; whether Viya realigns a reversed same-length layer is open "
                 "(viya-semantics §13 rnn_reversed_output), so irc does not emit it")
-
-
-def scan(specs: list, label: str, problems=()) -> None:
-    """Raise one error listing every layer of the chain Viya cannot compute (``problems``:
-    (layer, why) pairs found before)."""
-    problems, missing = list(problems), {}
-    seen_recurrent, sequence = False, True  # what flows between layers: a sequence or a vector
-    for k, spec in enumerate(specs):
-        def problem(message, name=spec.name):
-            problems.append((name, message))
-        handler = RECURRENT_LAYERS.get(spec.cls)
-        if handler is None:
-            missing.setdefault(spec.cls, []).append(spec.name)
-            continue
-        last = k == len(specs) - 1
-        sequence, seen_recurrent = handler.fn(spec, problem, sequence, seen_recurrent, last)
-    lines = []
-    if missing:
-        lines.append(format_unsupported(
-            "Keras", missing, "in sequence models irc converts: "
-            + ", ".join(RECURRENT_LAYERS.op_types()) + " (one chain of layers)."))
-    if problems:
-        lines.append(f"{len(problems)} layer configuration(s) Viya cannot compute:")
-        lines += [f"  {name}: {msg}" for name, msg in problems]
-    if lines:
-        raise (UnsupportedOp if missing else UnsupportedAttribute)(
-            "\n".join(lines), file=label, hint="change these layers in the Keras model")
-
-
-@RECURRENT_LAYERS.register(*CELLS)
-def cell_layer(spec, problem, sequence, seen, last):
-    """SimpleRNN/LSTM/GRU (and Keras 2 CuDNNLSTM/CuDNNGRU) -> a Viya recurrent layer."""
-    if not sequence:
-        problem("reads a vector (a recurrent layer with return_sequences=False came before); "
-                "Viya's recurrent layers read the input or a same-length sequence")
-    check_cell(spec.config, spec.cls, problem, False)
-    return bool(spec.config.get("return_sequences")), True
-
-
-@RECURRENT_LAYERS.register("Bidirectional")
-def bidirectional(spec, problem, sequence, seen, last):
-    """Bidirectional(concat) -> forward_<name> and backward_<name> recurrent layers."""
-    inner = spec.config.get("layer", {})
-    if inner.get("class_name") not in CELLS:
-        problem(f"Bidirectional wraps {inner.get('class_name')}, not a recurrent layer")
-        return sequence, True
-    if spec.config.get("merge_mode", "concat") != "concat":
-        problem(f"merge_mode={spec.config.get('merge_mode')!r}: Viya's consumer concatenates "
-                "the two directions")
-    backward = spec.config.get("backward_layer")
-    if backward is not None and any(backward.get("config", {}).get(k) != inner["config"].get(k)
-                                    for k in ("units", "activation", "return_sequences")):
-        problem("a custom backward_layer differs from the forward layer")
-    if not sequence:
-        problem("reads a vector; Viya's recurrent layers read a sequence")
-    check_cell(inner.get("config", {}), inner["class_name"], problem, True)
-    return bool(inner.get("config", {}).get("return_sequences")), True
-
-
-def _dense_checks(cfg, problem, sequence, seen, last):
-    act = _act_name(cfg.get("activation"))
-    if act not in DENSE_ACTS:
-        problem(f"activation {act!r}: Viya has no such activation")
-    if act == "softmax" and not last:
-        problem("softmax before the end of the model: Viya applies softmax only in an output "
-                "layer")
-    if sequence and not seen:
-        problem("a Dense on the input sequence: Viya's fc layers work per time step only after "
-                "a same-length recurrent layer")
-    return sequence, seen
-
-
-@RECURRENT_LAYERS.register("Dense")
-def dense(spec, problem, sequence, seen, last):
-    """Dense -> fc or output (per time step after a same-length recurrent layer)."""
-    return _dense_checks(spec.config, problem, sequence, seen, last)
-
-
-@RECURRENT_LAYERS.register("TimeDistributed")
-def time_distributed(spec, problem, sequence, seen, last):
-    """TimeDistributed(Dense) -> fc or output per time step."""
-    inner = spec.config.get("layer", {})
-    if inner.get("class_name") != "Dense":
-        problem(f"TimeDistributed wraps {inner.get('class_name')}; irc converts "
-                "TimeDistributed(Dense) only")
-        return sequence, seen
-    return _dense_checks(inner.get("config", {}), problem, sequence, seen, last)
-
-
-@RECURRENT_LAYERS.register("Dropout", "SpatialDropout1D", "InputLayer")
-def dropout(spec, problem, sequence, seen, last):
-    """Dropout -> removed (inference)."""
-    return sequence, seen
-
-
-@RECURRENT_LAYERS.register("Activation", "Softmax")
-def activation(spec, problem, sequence, seen, last):
-    """Activation/Softmax after a Dense -> that layer's act (softmax only at the output)."""
-    act = "softmax" if spec.cls == "Softmax" else _act_name(spec.config.get("activation"))
-    if act not in DENSE_ACTS:
-        problem(f"activation {act!r}: Viya has no such activation")
-    if act == "softmax" and not last:
-        problem("softmax before the end of the model: Viya applies softmax only in an output "
-                "layer")
-    if spec.cls == "Softmax" and spec.config.get("axis", -1) not in (-1, [-1]):
-        problem(f"Softmax axis={spec.config.get('axis')}: only the feature axis")
-    return sequence, seen
 
 
 # ---- an equivalent standard Keras model (the oracle for CuDNN files) ------------------------

@@ -18,14 +18,15 @@ from onnx import TensorProto, helper
 from irc.errors import UnsupportedAttribute
 from irc.frontends.keras.model_io import input_name, output_names
 from irc.frontends.keras.onnx_writer import OnnxWriter
-from irc.frontends.keras.recurrent import (SequenceModel, Spec, _act_name, inner_spec, scan,
-                                           specs_from_model, standard_cell)
-from irc.ir.opset import OPSET
+from irc.frontends.keras.layers import KERAS_LAYERS, scan_sequence
+from irc.frontends.keras.recurrent import (SequenceModel, Spec, _act_name, specs_from_model,
+                                           standard_cell)
+from irc.ir.activations import KERAS
+from irc.ir.ops import RECURRENT_GATES
+from irc.ir.opset import IR_VERSION, OPSET
 
-ONNX_ACT = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "elu": "Elu",
-            "softplus": "Softplus", "softmax": "Softmax"}
-GATE_COUNT = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
 OP_TYPE = {"SimpleRNN": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
+GATE_COUNT = {cls: RECURRENT_GATES[op] for cls, op in OP_TYPE.items()}
 KERAS_TO_ONNX_LSTM = [0, 3, 1, 2]  # Keras blocks i,f,c,o -> ONNX i,o,f,c
 
 
@@ -63,7 +64,7 @@ class _Emitter(OnnxWriter):
         n = int(cfg["units"])
         parts = [onnx_weights(s) for s in directions]
         w, r, b = (np.stack([p[k] for p in parts]) for k in range(3))
-        act = ONNX_ACT[_act_name(cfg.get("activation", "tanh"))]
+        act = KERAS[_act_name(cfg.get("activation", "tanh"))].onnx_op
         per_dir = {"RNN": [act], "LSTM": ["Sigmoid", act, act], "GRU": ["Sigmoid", act]}
         attrs = {"hidden_size": n, "direction": direction,
                  "activations": per_dir[OP_TYPE[cls]] * len(directions)}
@@ -107,25 +108,15 @@ class _Emitter(OnnxWriter):
         if act == "linear":
             return
         attrs = {"axis": -1} if act == "softmax" else {}
-        (self.cur,) = self.node(ONNX_ACT[act], [self.cur], f"{name}_{act}", **attrs)
+        (self.cur,) = self.node(KERAS[act].onnx_op, [self.cur], f"{name}_{act}", **attrs)
 
     def layer(self, spec: Spec) -> None:
+        """The layer's handler writes it (its ``emit_sequence`` hook; none: nothing to write,
+        as for Dropout at inference)."""
         spec = standard_cell(spec)
-        if spec.cls in GATE_COUNT:
-            back = bool(spec.config.get("go_backwards"))
-            self.recurrent(spec.name, [spec], "reverse" if back else "forward")
-        elif spec.cls == "Bidirectional":
-            fwd, bwd = inner_spec(spec, "forward"), inner_spec(spec, "backward")
-            self.recurrent(spec.name, [fwd, bwd], "bidirectional")
-        elif spec.cls == "Dense":
-            self.dense(spec.name, spec)
-        elif spec.cls == "TimeDistributed":
-            self.dense(spec.name, inner_spec(spec))
-        elif spec.cls == "Activation":
-            self.activation(spec.name, _act_name(spec.config.get("activation")))
-        elif spec.cls == "Softmax":
-            self.activation(spec.name, "softmax")
-        # Dropout, SpatialDropout1D: nothing at inference
+        emit = KERAS_LAYERS.hook(spec.cls, "emit_sequence")
+        if emit is not None:
+            emit(self, spec)
 
 
 def _dims(shape, input_shape, label) -> tuple[int, int]:
@@ -154,7 +145,7 @@ def to_onnx(src, input_shape=None) -> onnx.ModelProto:
     else:
         specs, shape, breaks = specs_from_model(model, src.label)
         in_name, (out_name,), graph_name = input_name(model), output_names(model), model.name
-    scan(specs, src.label, breaks)
+    scan_sequence(specs, src.label, breaks)
     steps, features = _dims(shape, input_shape, src.label)
     e = _Emitter(in_name, steps, features)
     for spec in specs:
@@ -169,5 +160,5 @@ def to_onnx(src, input_shape=None) -> onnx.ModelProto:
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name=f"irc keras frontend ({src.flavor}), sequence "
                                             "emitter")
-    proto.ir_version = 8
+    proto.ir_version = IR_VERSION
     return proto

@@ -11,6 +11,7 @@ import numpy as np
 
 from irc.frontends.onnx.handlers_rnn import reads_sequence
 from irc.frontends.onnx.registry import ONNX_OPS as reg
+from irc.ir.activations import ACTIVATION_OPS, BY_OP
 
 # The ops split into modules of their own register on import: importing this module (as older
 # callers do) still fills the whole registry. catalog.onnx_ops() is the one entry point.
@@ -233,25 +234,22 @@ def concat(imp, node, attrs):
 # ---- activations ----------------------------------------------------------------------------
 
 
-@reg.register("Relu", "Sigmoid", "Tanh", "Softplus")
-def plain_activation(imp, node, attrs):
-    """Activation -> the act of the layer before it (or an identity batchnorm carrier)."""
-    imp.emit(node.op_type, node)
-
-
-def _fixed_alpha(imp, node, attrs, default: float, required: float, why: str) -> None:
-    """Emit an activation whose alpha Viya fixes at ``required``; refuse any other alpha."""
-    alpha = float(attrs.get("alpha", default))
-    if not math.isclose(alpha, required, rel_tol=1e-6):
-        imp.problem(f"{node.op_type} alpha={alpha:g}; {why}")
+# Every activation a carrier op can hold (the activation table). LeakyRelu is handlers_select's:
+# a slope other than Viya's becomes an exact PRelu instead of a refusal.
+@reg.register(*(op for op in ACTIVATION_OPS if op != "LeakyRelu"))
+def activation(imp, node, attrs):
+    """Activation -> the act of the layer before it (or an identity batchnorm carrier); an
+    alpha Viya fixes (elu: 1) must be that value."""
+    act = BY_OP[node.op_type]
+    if act.alpha is None:
+        imp.emit(node.op_type, node)
         return
-    imp.emit(node.op_type, node, attrs={"alpha": required})
-
-
-@reg.register("Elu")
-def elu(imp, node, attrs):
-    """Elu(alpha=1) -> act elu."""
-    _fixed_alpha(imp, node, attrs, 1.0, 1.0, "only alpha=1 is known to match Viya's elu")
+    alpha = float(attrs.get("alpha", act.alpha))
+    if not math.isclose(alpha, act.viya_alpha, rel_tol=1e-6):
+        imp.problem(f"{node.op_type} alpha={alpha:g}; only alpha={act.viya_alpha:g} is known to "
+                    f"match Viya's {act.viya}")
+        return
+    imp.emit(node.op_type, node, attrs={"alpha": act.viya_alpha})
 
 
 @reg.register("Softmax")

@@ -15,14 +15,13 @@ from __future__ import annotations
 import numpy as np
 
 from irc.frontends.onnx.registry import ONNX_OPS as reg
-from irc.ir.ops import RECURRENT_OPS
+from irc.ir.activations import CELL_OPS
+from irc.ir.ops import RECURRENT_GATES as GATES, RECURRENT_OPS
 from irc.ir.tensors import BATCH, TensorType
 
-GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 # per direction: the activations ONNX expects, and which of them are gates
 ACT_SLOTS = {"RNN": ("cell",), "LSTM": ("gate", "cell", "cell"), "GRU": ("gate", "cell")}
-CELL_ACTS = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}
-_ONNX_NAMES = {v.lower(): v for v in CELL_ACTS.values()}
+_ONNX_NAMES = {op.lower(): op for op in CELL_OPS}
 
 
 def reads_sequence(imp, value: str) -> bool:
@@ -60,7 +59,7 @@ def _activations(imp, op: str, attrs: dict, dirs: int) -> list[str] | None:
             return None
         if slots[i % len(slots)] == "cell":
             cells.add(name)
-    if len(cells) != 1 or next(iter(cells)) not in CELL_ACTS.values():
+    if len(cells) != 1 or next(iter(cells)) not in CELL_OPS:
         imp.problem(f"cell activations {sorted(cells)}: a Viya recurrent layer has one `act` "
                     "(Tanh, Relu or Sigmoid here) for both directions")
         return None

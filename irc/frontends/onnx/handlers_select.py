@@ -11,9 +11,10 @@ import math
 import numpy as np
 
 from irc.frontends.onnx.registry import ONNX_OPS as reg
+from irc.ir.activations import VIYA_FIXED_ALPHA
 from irc.ir.tensors import BATCH, TensorType
 
-_LEAKY_VIYA_SLOPE = 0.1  # Viya's leaky activation has this slope only
+_LEAKY_VIYA_SLOPE = VIYA_FIXED_ALPHA["leaky"]  # Viya's leaky activation has this slope only
 
 
 def _int_list(imp, node, slot: int, attrs: dict, attr_name: str, opset_inputs: int):

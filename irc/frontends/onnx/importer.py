@@ -17,8 +17,9 @@ from irc.ir.graph import Graph, Provenance
 from irc.ir.tensors import BATCH, TensorType
 from irc.frontends.onnx import const_eval, loader, shape_folding
 from irc.frontends.onnx.catalog import onnx_ops
-from irc.frontends.onnx.registry import ONNX_OPS, WHY_UNSUPPORTED
+from irc.frontends.onnx.registry import ONNX_OPS
 from irc.problems import Problems
+from irc.refusals import ONNX_OP, reason
 from irc.limits import check_graph_size, check_tensor_bytes, graph_depth
 
 def node_label(node: onnx.NodeProto, index: int) -> str:
@@ -146,8 +147,8 @@ class OnnxImporter:
                  if i not in self._foldable]
         missing = ONNX_OPS.unsupported(items)
         if missing:
-            why = "".join(f"{op}: {WHY_UNSUPPORTED[op]}.\n" for op in sorted(missing)
-                          if op in WHY_UNSUPPORTED)
+            why = "".join(f"{op}: {reason(ONNX_OP, op)}.\n" for op in sorted(missing)
+                          if reason(ONNX_OP, op))
             raise UnsupportedOp(format_unsupported(
                 "ONNX", missing, why + "irc supports: " + ", ".join(ONNX_OPS.op_types())
                 + ". Replace these ops in the source model (or see `irc ops`)."), file=self.label)

@@ -24,12 +24,13 @@ import onnx
 from onnx import helper, numpy_helper
 
 from irc.frontends.onnx import loader
+from irc.ir.activations import ACTIVATION_OPS
 from irc.utils.unique_name import unique_name
 
 LAYERS = ("Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool",
           "BatchNormalization")
-ELEMENTWISE = ("Relu", "Sigmoid", "Tanh", "Softplus", "Elu", "LeakyRelu", "Clip", "Neg",
-               "Identity", "Dropout", "PRelu", "Add", "Sub", "Mul", "Div", "Sum", "Concat")
+ELEMENTWISE = (*ACTIVATION_OPS, "Clip", "Neg", "Identity", "Dropout", "PRelu", "Add", "Sub",
+               "Mul", "Div", "Sum", "Concat")
 # Inputs of an element-wise op that are operands (Clip's bounds and Dropout's ratio are not).
 OPERANDS = {"Clip": 1, "Dropout": 1}
 WINDOW_ATTRS = {"kernel_shape": 1, "strides": 1, "dilations": 1}  # the new height entry

@@ -10,11 +10,3 @@ from __future__ import annotations
 from irc.frontends.registry import HandlerRegistry
 
 ONNX_OPS = HandlerRegistry("ONNX")
-
-# Why an op has no handler, where the reason is more than "no Viya layer computes it".
-WHY_UNSUPPORTED = {
-    "ConvTranspose": "Viya has a transconvo layer, but its weight layout and computation are not "
-                     "public (viya-semantics §14, open point transconv_layout); irc emits none "
-                     "until a server round-trip confirms them. Replace the transposed "
-                     "convolution (e.g. by a resize and a convolution) in the source model",
-}

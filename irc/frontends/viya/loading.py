@@ -30,8 +30,6 @@ F32 = np.float32
 EXPORTABLE = tuple(k.name for k in schema.KINDS.values()
                    if k.scope == schema.IN and not k.export_refusal)
 WEIGHTS_COLUMNS = ("_LayerID_", "_WeightID_", "_Weight_")
-_WHY = {k.name: k.export_refusal or k.why for k in schema.KINDS.values()
-        if k.export_refusal or k.why}
 
 
 def _is_frame(obj) -> bool:
@@ -86,13 +84,21 @@ def _table_errors(path: Path) -> dict:
                 if row["_DLKey1_"].lower() == "outputopts.error"}
 
 
+def _export_refusal(kind: str) -> str:
+    """Why a layer kind has no ONNX export: its kind entry's reason (one place per kind), else
+    a generic one for a type Viya's vocabulary does not know."""
+    found = schema.KINDS.get(kind)
+    return (found.export_refusal or found.why) if found is not None and \
+        (found.export_refusal or found.why) else "no ONNX export for this layer kind"
+
+
 def check_exportable(model: ViyaModelFiles, output_errors: dict) -> None:
     """One UnsupportedOp naming every layer that has no ONNX export."""
     bad = []
     for layer in model.layers:
         if layer.type not in EXPORTABLE:
             bad.append(f"{layer.name} ({layer.type}: "
-                       f"{_WHY.get(layer.type, 'no ONNX export for this layer kind')})")
+                       f"{_export_refusal(layer.type)})")
         elif layer.type == "output" and "ctc" in output_errors.get(layer.name, ""):
             bad.append(f"{layer.name} (output with a CTC loss: its scores are per time step "
                        "of a sequence model)")
@@ -216,22 +222,17 @@ def _unpack(kind: str, params: dict, flat: np.ndarray, options: ExportOptions) -
 
 def write_weights_h5(model: ViyaModelFiles, path) -> Path:
     """The layers' weights as a KERAS-format HDF5 file (viya-target.md §5.2), e.g. to run
-    generated weights in the reference executor."""
-    import h5py
+    generated weights in the reference executor; written by the backend's writer."""
+    from irc.backends.viya import hdf5
+    from irc.backends.viya.model import LazyWeight
 
-    def fixed(names):
-        return np.array([n.encode() for n in names], dtype=f"S{max(map(len, names), default=1)}")
+    def weight(array):
+        array = np.asarray(array, dtype=F32)
+        return LazyWeight(array.shape, lambda: array)
 
     path = Path(path)
-    weighted = [layer for layer in model.layers if layer.weights]
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = fixed([layer.name for layer in weighted])
-        for layer in weighted:
-            order = schema.weight_order(layer.type)   # canonical dataset order (§5.3)
-            names = [p for p in order if p in layer.weights]
-            group = f.create_group(layer.name)
-            group.attrs["weight_names"] = fixed([f"{layer.name}/{p}:0" for p in names])
-            for p in names:
-                group.create_dataset(f"{layer.name}/{p}:0",
-                                     data=np.asarray(layer.weights[p], dtype=F32))
+    hdf5.write_layers(path, [
+        (layer.name, [(p, weight(layer.weights[p])) for p in schema.weight_order(layer.type)
+                      if p in layer.weights], ())   # canonical dataset order (§5.3)
+        for layer in model.layers if layer.weights])
     return path

@@ -22,14 +22,13 @@ from irc.backends.viya.executor.reader import ViyaModelFiles
 from irc.detection_spec import METADATA_KEY, DetectionSpec
 from irc.errors import UnsupportedAttribute
 from irc.ir.graph import Graph, Provenance
-from irc.ir.ops import ACTIVATION_OPS
+from irc.ir.activations import ACTIVATION_OPS, FUSED_NAMES as FUSED
 from irc.ir.tensors import BATCH, TensorType
 from irc.problems import Problems
 
 from .options import ExportOptions
 
 F32 = np.float32
-FUSED = {"identity", *ACTIVATION_OPS.values()}   # activations an IR carrier op can hold
 ACT_OP = {v: k for k, v in ACTIVATION_OPS.items()}
 
 

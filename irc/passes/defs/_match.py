@@ -1,8 +1,14 @@
-"""Small graph queries and rewrite helpers shared by the passes."""
+"""Small graph queries and rewrite helpers shared by the passes (the pass kit).
+
+With the graph's own operations (``replace_node``, ``set_input``/``set_inputs``, ``set_attr``,
+``replace_uses``) and the forms in irc/ir/forms.py (``is_canonical_gemm``, ...), these are how a
+pass rewrites: never by editing a node's inputs or attributes directly.
+"""
 from __future__ import annotations
 
 import numpy as np
 
+from irc.ir.activations import NON_NEGATIVE, NON_NEGATIVE_OPS
 from irc.ir.graph import Graph, Node, Provenance
 
 # Ops whose Viya layer has an `act` option (see ops.SCHEMAS carries_activation).
@@ -25,14 +31,6 @@ def single_use_producer(graph: Graph, value: str) -> Node | None:
     return producer
 
 
-def reads_as_canonical_gemm(node: Node, value: str) -> bool:
-    """``node`` is a Gemm in normalize_gemm's form (transB=1, alpha = beta = 1, no transA)
-    reading ``value`` as A only."""
-    return (node.op_type == "Gemm" and node.inputs[0] == value and value not in node.inputs[1:]
-            and node.attrs.get("transB") == 1 and node.attrs.get("transA", 0) == 0
-            and node.attrs.get("alpha", 1.0) == 1.0 and node.attrs.get("beta", 1.0) == 1.0)
-
-
 def has_identity_act(node: Node) -> bool:
     return node.attrs.get("activation", "identity") == "identity"
 
@@ -47,34 +45,25 @@ def remove_noop(graph, node) -> bool:
         return True
     if graph.producer(src) is None or graph.use_count(src) != 1:
         return False
-    graph.replace_uses(out, src)
-    graph.remove_node(node)
-    graph.rename_value(src, out)
+    graph.replace_node(node, src)
     return True
 
 
 def replace_with(graph: Graph, old_node: Node, new_value: str) -> None:
-    """``new_value`` (computed by the ops that replace ``old_node``) takes over every reader of
-    ``old_node``'s output and that output's name, so graph outputs and name_map keep the
-    source's names. ``old_node`` is removed."""
-    out = old_node.outputs[0]
-    graph.replace_uses(out, new_value)
-    graph.remove_node(old_node)
-    graph.rename_value(new_value, out)
+    """``new_value`` replaces ``old_node``, keeping its output's name (``Graph.replace_node``)."""
+    graph.replace_node(old_node, new_value)
 
 
-# Ops and fused activations whose output is never negative.
-NON_NEGATIVE_OPS = ("Relu", "Sigmoid", "Softplus")
-NON_NEGATIVE_ACTS = ("relu", "sigmoid", "softplus")
 
 
 def non_negative(graph: Graph, value: str) -> bool:
-    """``value`` is known never to be negative (its producer ends in relu/sigmoid/softplus)."""
+    """``value`` is known never to be negative (its producer ends in an activation whose output
+    never is: relu, sigmoid, softplus, ...)."""
     producer = graph.producer(value)
     if producer is None:
         return False
     return producer.op_type in NON_NEGATIVE_OPS or \
-        producer.attrs.get("activation", "identity") in NON_NEGATIVE_ACTS
+        producer.attrs.get("activation", "identity") in NON_NEGATIVE
 
 
 def add_batchnorm(graph: Graph, x: str, gamma, beta, name: str, provenance: Provenance,

@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from irc.ir.tensors import BATCH
-from irc.passes.defs._match import reads_as_canonical_gemm, remove_noop
-from irc.passes.registry import Pass, register_pass
+from irc.ir.forms import reads_as_canonical_gemm
+from irc.passes.defs._match import remove_noop
+from irc.passes.registry import RewritePass, register_pass
 
 
 def _shape_text(shape) -> str:
@@ -19,7 +20,7 @@ def _shape_text(shape) -> str:
 
 
 @register_pass
-class ReshapeToFlatten(Pass):
+class ReshapeToFlatten(RewritePass):
     """Turn a Reshape or Squeeze that flattens (N, d1, ..., dk) to (N, d1·…·dk) into Flatten.
 
     Given:  %y = Reshape(%x float32[N,64,7,7], $shape int64[2] = [1, -1]) -> float32[N,3136]
@@ -29,40 +30,29 @@ class ReshapeToFlatten(Pass):
     """
 
     name = "reshape_to_flatten"
+    anchors = ("Reshape", "Squeeze", "Flatten")
 
-    def run(self, graph, ctx):
-        changed = False
-        for node in graph.nodes():
-            if node.op_type not in ("Reshape", "Squeeze", "Flatten"):
-                continue
-            src = graph.value(node.inputs[0]).type.shape
-            dst = graph.value(node.outputs[0]).type.shape
-            if graph.is_const(node.inputs[0]) or not src or src[0] != BATCH:
-                continue  # constant reshapes are fold_constants' business
-            if len(src) == 2 and dst == src:
-                if remove_noop(graph, node):
-                    changed = True
-                else:
-                    ctx.refuse(node, "it changes nothing, but its output is a graph output "
-                                     "whose name no other op can take")
-                continue
-            if node.op_type == "Flatten":
-                continue  # a real flatten already
-            features = int(np.prod(src[1:], dtype=np.int64))
-            if len(src) < 2 or dst != (BATCH, features):
-                ctx.refuse(node, f"{node.op_type} {_shape_text(src)} -> {_shape_text(dst)} "
-                                 "is not a flatten to (N, features)")
-                continue
-            out = node.outputs[0]
-            tmp = graph.unique_value_name(out + "_flat")
-            graph.add_node("Flatten", [node.inputs[0]], [(tmp, graph.value(out).type)],
-                           {"axis": 1}, name=f"{node.name}_flatten",
-                           provenance=node.provenance.merged(node.provenance, self.name))
-            graph.replace_uses(out, tmp)
-            graph.remove_node(node)
-            graph.rename_value(tmp, out)
-            changed = True
-        return changed
+    def rewrite(self, graph, node, ctx):
+        src = graph.value(node.inputs[0]).type.shape
+        dst = graph.value(node.outputs[0]).type.shape
+        if graph.is_const(node.inputs[0]) or not src or src[0] != BATCH:
+            return None  # constant reshapes are fold_constants' business
+        if len(src) == 2 and dst == src:
+            return remove_noop(graph, node) or ("it changes nothing, but its output is a graph "
+                                                "output whose name no other op can take")
+        if node.op_type == "Flatten":
+            return None  # a real flatten already
+        features = int(np.prod(src[1:], dtype=np.int64))
+        if len(src) < 2 or dst != (BATCH, features):
+            return (f"{node.op_type} {_shape_text(src)} -> {_shape_text(dst)} is not a flatten "
+                    "to (N, features)")
+        out = node.outputs[0]
+        flat = graph.add_node("Flatten", [node.inputs[0]],
+                              [(graph.unique_value_name(out + "_flat"), graph.value(out).type)],
+                              {"axis": 1}, name=f"{node.name}_flatten",
+                              provenance=node.provenance.merged(node.provenance, self.name))
+        graph.replace_node(node, flat.outputs[0])
+        return True
 
 
 def _chw_columns(n_columns: int, c: int, h: int, wd: int, start: int = 0) -> np.ndarray:
@@ -80,7 +70,7 @@ def _dense_readers(graph, value: str) -> tuple[list[tuple], list[str]]:
     through Concats of vectors; and the readers that are neither (by name)."""
     found, others = [], []
     for reader in graph.consumers(value):
-        if reads_as_canonical_gemm(reader, value):
+        if reads_as_canonical_gemm(graph, reader, value):
             found.append((reader, 0))
             continue
         out = reader.outputs[0] if reader.outputs else ""
@@ -98,7 +88,7 @@ def _dense_readers(graph, value: str) -> tuple[list[tuple], list[str]]:
 
 
 @register_pass
-class FlattenTransposeIntoDense(Pass):
+class FlattenTransposeIntoDense(RewritePass):
     """Remove an NCHW->NHWC Transpose before a Flatten by permuting the dense weights after it.
 
     Given:  %t = Transpose(%x float32[N,C,H,W]) {perm=[0,2,3,1]}; %f = Flatten(%t) {axis=1};
@@ -112,43 +102,38 @@ class FlattenTransposeIntoDense(Pass):
 
     name = "flatten_transpose_into_dense"
     requires = ("normalize_gemm", "fold_batchnorm_into_next_dense")
+    anchors = ("Transpose",)
 
-    def run(self, graph, ctx):
-        changed = False
-        for node in graph.nodes():
-            if node.op_type != "Transpose" or list(node.attrs.get("perm") or []) != [0, 2, 3, 1]:
-                continue
-            x, t = node.inputs[0], node.outputs[0]
-            shape = graph.value(x).type.shape
-            if len(shape) != 4:
-                continue
-            flat = graph.consumers(t)
-            if graph.use_count(t) != 1 or len(flat) != 1 or flat[0].op_type != "Flatten" \
-                    or flat[0].attrs.get("axis", 1) != 1:
-                ctx.refuse(node, "the transposed value is not read by exactly one Flatten(axis=1)"
-                                 ", so the transpose cannot move into dense weights")
-                continue
-            flat = flat[0]
-            f = flat.outputs[0]
-            readers, others = _dense_readers(graph, f)
-            if others:
-                ctx.refuse(node, f"the flatten {flat.name} is read by {', '.join(others)}, which "
-                                 "are not canonical Gemms (transB=1, alpha=beta=1) reading it as "
-                                 "A, directly or through a Concat of vectors")
-                continue
-            if f in graph.outputs or not readers:
-                ctx.refuse(node, f"the flatten {flat.name} output is a graph output or unread")
-                continue
-            _, c, h, wd = shape
-            for gemm, start in readers:
-                # A column permutation described on the weight, applied block by block when
-                # it is written (no copy of the weight here).
-                w = graph.value(gemm.inputs[1]).const.lazy()
-                new_w = w.take(_chw_columns(w.shape[1], c, h, wd, start), axis=1)
-                graph.set_input(gemm, 1, graph.add_const(f"{gemm.inputs[1]}_chw", new_w).name)
-                gemm.provenance = gemm.provenance.merged(node.provenance, self.name)
-            graph.set_input(flat, 0, x)
-            flat.provenance = flat.provenance.merged(node.provenance, self.name)
-            graph.remove_node(node)
-            changed = True
-        return changed
+    def rewrite(self, graph, node, ctx):
+        if list(node.attrs.get("perm") or []) != [0, 2, 3, 1]:
+            return None
+        x, t = node.inputs[0], node.outputs[0]
+        shape = graph.value(x).type.shape
+        if len(shape) != 4:
+            return None
+        flat = graph.consumers(t)
+        if graph.use_count(t) != 1 or len(flat) != 1 or flat[0].op_type != "Flatten" \
+                or flat[0].attrs.get("axis", 1) != 1:
+            return ("the transposed value is not read by exactly one Flatten(axis=1), so the "
+                    "transpose cannot move into dense weights")
+        flat = flat[0]
+        f = flat.outputs[0]
+        readers, others = _dense_readers(graph, f)
+        if others:
+            return (f"the flatten {flat.name} is read by {', '.join(others)}, which are not "
+                    "canonical Gemms (transB=1, alpha=beta=1) reading it as A, directly or "
+                    "through a Concat of vectors")
+        if f in graph.outputs or not readers:
+            return f"the flatten {flat.name} output is a graph output or unread"
+        _, c, h, wd = shape
+        for gemm, start in readers:
+            # A column permutation described on the weight, applied block by block when it is
+            # written (no copy of the weight here).
+            w = graph.value(gemm.inputs[1]).const.lazy()
+            new_w = w.take(_chw_columns(w.shape[1], c, h, wd, start), axis=1)
+            graph.set_input(gemm, 1, graph.add_const(f"{gemm.inputs[1]}_chw", new_w).name)
+            gemm.provenance = gemm.provenance.merged(node.provenance, self.name)
+        graph.set_input(flat, 0, x)
+        flat.provenance = flat.provenance.merged(node.provenance, self.name)
+        graph.remove_node(node)
+        return True

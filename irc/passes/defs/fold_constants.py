@@ -10,7 +10,7 @@ import numpy as np
 
 from irc.ir.graph import Graph
 from irc.ir.onnx_export import to_onnx
-from irc.passes.registry import Pass, register_pass
+from irc.passes.registry import RewritePass, register_pass
 
 
 def _evaluate(graph: Graph, node) -> list[np.ndarray]:
@@ -28,7 +28,7 @@ def _evaluate(graph: Graph, node) -> list[np.ndarray]:
 
 
 @register_pass
-class FoldConstants(Pass):
+class FoldConstants(RewritePass):
     """Evaluate every op whose inputs are all constants and replace it by its result.
 
     Given:  $s = Concat($a int64[1], $b int64[1]) {axis=0}; %y = Reshape(%x, $s)
@@ -40,56 +40,40 @@ class FoldConstants(Pass):
     """
 
     name = "fold_constants"
+    anchors = None   # any op
 
-    def run(self, graph, ctx):
-        changed = False
-        for node in graph.nodes():
-            inputs = [i for i in node.inputs if i]
-            if not inputs or not all(graph.is_const(i) for i in inputs):
-                continue
-            if any(o in graph.outputs for o in node.outputs):
-                ctx.refuse(node, "its result is a graph output; a constant cannot be a model "
-                                 "output")
-                continue
-            if node.op_type == "Transpose" and len(inputs) == 1:
-                # A transposed weight (an exporter's weight pre-processing) is described, not
-                # computed: any size, evaluated block by block when written.
-                perm = node.attrs.get("perm")
-                data = graph.value(inputs[0]).const.lazy()
-                _replace_by_const(graph, node, [data.transpose(perm)])
-                changed = True
-                continue
-            types = [graph.value(o).type for o in node.outputs]
-            size = max(int(np.prod(t.shape, dtype=np.int64)) for t in types)
-            if size > ctx.const_fold_max_elements:
-                ctx.refuse(node, f"the result has {size} elements, more than "
-                                 f"const_fold_max_elements={ctx.const_fold_max_elements}")
-                continue
-            try:
-                results = _evaluate(graph, node)
-            except Exception as exc:  # the reference evaluator raises many unrelated types
-                ctx.refuse(node, f"evaluating it on its constants failed: "
-                                 f"{type(exc).__name__}: {exc}")
-                continue
-            bad = [(o, r.shape, t.shape) for o, r, t in zip(node.outputs, results, types)
-                   if tuple(r.shape) != t.shape]
-            if bad:
-                ctx.refuse(node, "the evaluated shape differs from the inferred type: "
-                           + ", ".join(f"{o} is {r} not {t}" for o, r, t in bad))
-                continue
-            _replace_by_const(graph, node, [np.ascontiguousarray(r.astype(t.dtype, copy=False))
-                                            for r, t in zip(results, types)])
-            changed = True
-        return changed
+    def rewrite(self, graph, node, ctx):
+        inputs = [i for i in node.inputs if i]
+        if not inputs or not all(graph.is_const(i) for i in inputs):
+            return None
+        if any(o in graph.outputs for o in node.outputs):
+            return "its result is a graph output; a constant cannot be a model output"
+        if node.op_type == "Transpose" and len(inputs) == 1:
+            # A transposed weight (an exporter's weight pre-processing) is described, not
+            # computed: any size, evaluated block by block when written.
+            data = graph.value(inputs[0]).const.lazy()
+            _replace_by_const(graph, node, [data.transpose(node.attrs.get("perm"))])
+            return True
+        types = [graph.value(o).type for o in node.outputs]
+        size = max(int(np.prod(t.shape, dtype=np.int64)) for t in types)
+        if size > ctx.const_fold_max_elements:
+            return (f"the result has {size} elements, more than "
+                    f"const_fold_max_elements={ctx.const_fold_max_elements}")
+        try:
+            results = _evaluate(graph, node)
+        except Exception as exc:  # the reference evaluator raises many unrelated types
+            return f"evaluating it on its constants failed: {type(exc).__name__}: {exc}"
+        bad = [(o, r.shape, t.shape) for o, r, t in zip(node.outputs, results, types)
+               if tuple(r.shape) != t.shape]
+        if bad:
+            return ("the evaluated shape differs from the inferred type: "
+                    + ", ".join(f"{o} is {r} not {t}" for o, r, t in bad))
+        _replace_by_const(graph, node, [np.ascontiguousarray(r.astype(t.dtype, copy=False))
+                                        for r, t in zip(results, types)])
+        return True
 
 
 def _replace_by_const(graph: Graph, node, results) -> None:
     """``node`` gone, each output a constant (an array or weight expression) of its name."""
-    folded = []
-    for out, data in zip(node.outputs, results):
-        tmp = graph.add_const(f"{out}_folded", data).name
-        graph.replace_uses(out, tmp)
-        folded.append((tmp, out))
-    graph.remove_node(node)
-    for tmp, out in folded:
-        graph.rename_value(tmp, out)
+    graph.replace_node(node, [graph.add_const(f"{out}_folded", data).name
+                              for out, data in zip(node.outputs, results)])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from irc.passes.defs._match import non_negative
-from irc.passes.registry import Pass, register_pass
+from irc.passes.registry import RewritePass, register_pass
 
 
 
@@ -48,13 +48,13 @@ def _reader_problem(graph, pad, reader, extra) -> str:
         return f"{reader.name} uses ceil_mode=1; its overhanging windows would change"
     own = list(reader.attrs.get("pads") or [0, 0, 0, 0])
     if reader.op_type == "AveragePool":
-        if any(own):
-            return f"{reader.name} has padding of its own {own}"
-        if not reader.attrs.get("count_include_pad", 0):
-            return (f"{reader.name} has count_include_pad=0: folded zeros would leave the "
-                    "divisor, changing the average")
-        return ""
-    if not non_negative(graph, pad.inputs[0]):
+        # The padded zeros are data the pool averages: folded, they must count in the divisor.
+        # An unpadded pool then counts them with count_include_pad=1 (set by the fold); a pool
+        # padded already counts its own padding only with count_include_pad=1.
+        if any(own) and not reader.attrs.get("count_include_pad", 0):
+            return (f"{reader.name} has padding of its own {own} left out of the divisor "
+                    "(count_include_pad=0), while folded zeros would count")
+    elif not non_negative(graph, pad.inputs[0]):
         return (f"{reader.name} is a max pool and the padded value may be negative: a zero pad "
                 "is not an ignored (-inf) pad")
     kernel = list(reader.attrs.get("kernel_shape"))
@@ -66,41 +66,41 @@ def _reader_problem(graph, pad, reader, extra) -> str:
 
 
 @register_pass
-class FoldPad(Pass):
+class FoldPad(RewritePass):
     """Add a zero Pad's spatial amounts to the pads of every conv/pool reading it.
 
     Given:  %p = Pad(%x, $pads int64[8] = [0,0,1,1,0,0,2,2]); %y = Conv(%p, $w) {pads=[0,0,0,0]}
     Result: %y = Conv(%x, $w) {pads=[1,1,2,2]}
-    Average pools take it only with count_include_pad=1 and no pads of their own; max pools only
-    when the padded value is never negative (after relu/sigmoid/softplus) and each pad is
-    smaller than the kernel. If any reader cannot take it, the Pad stays.
+    Given:  %p = Pad(%x, [0,0,1,1,0,0,1,1]); %y = AveragePool(%p) {kernel_shape=[3,3]}
+    Result: %y = AveragePool(%x) {kernel_shape=[3,3], pads=[1,1,1,1], count_include_pad=1}
+    An average pool averages the padded zeros as data, so it takes them as padding it counts
+    (count_include_pad=1; legalize_avgpool_include_pad then makes it an exact averaging
+    conv); a pool with padding of its own takes them only if it counts that padding too. Max
+    pools take them only when the padded value is never negative (after relu/sigmoid/softplus)
+    and, for any pool, when each pad stays smaller than the kernel. If any reader cannot take
+    it, the Pad stays.
     """
 
     name = "fold_pad"
+    anchors = ("Pad",)
 
-    def run(self, graph, ctx):
-        changed = False
-        for node in graph.nodes():
-            if node.op_type != "Pad":
-                continue
-            extra, why = _spatial_pads(graph, node)
-            if extra is None:
-                ctx.refuse(node, why)
-                continue
-            out = node.outputs[0]
-            readers = graph.consumers(out)
-            if out in graph.outputs or not readers:
-                ctx.refuse(node, "its output is a graph output or unread")
-                continue
-            problems = [p for p in (_reader_problem(graph, node, r, extra) for r in readers) if p]
-            if problems:
-                ctx.refuse(node, "; ".join(problems))
-                continue
-            for reader in readers:
-                own = list(reader.attrs.get("pads") or [0, 0, 0, 0])
-                reader.attrs["pads"] = [a + b for a, b in zip(own, extra)]
-                graph.set_input(reader, 0, node.inputs[0])
-                reader.provenance = reader.provenance.merged(node.provenance, self.name)
-            graph.remove_node(node)
-            changed = True
-        return changed
+    def rewrite(self, graph, node, ctx):
+        extra, why = _spatial_pads(graph, node)
+        if extra is None:
+            return why
+        out = node.outputs[0]
+        readers = graph.consumers(out)
+        if out in graph.outputs or not readers:
+            return "its output is a graph output or unread"
+        problems = [p for p in (_reader_problem(graph, node, r, extra) for r in readers) if p]
+        if problems:
+            return "; ".join(problems)
+        for reader in readers:
+            own = list(reader.attrs.get("pads") or [0, 0, 0, 0])
+            graph.set_attr(reader, "pads", [a + b for a, b in zip(own, extra)])
+            if reader.op_type == "AveragePool":
+                graph.set_attr(reader, "count_include_pad", 1)
+            graph.set_input(reader, 0, node.inputs[0])
+            reader.provenance = reader.provenance.merged(node.provenance, self.name)
+        graph.remove_node(node)
+        return True

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from irc.ir.tensors import BATCH, TensorType
-from irc.passes.defs._match import remove_noop, replace_with
+from irc.passes.defs._match import remove_noop
 from irc.passes.defs.legalize_pad import add_selection_conv
-from irc.passes.registry import Pass, register_pass
+from irc.passes.registry import RewritePass, register_pass
 
 _PROBE_LIMIT = 1 << 24  # elements of the index probe that identifies a channel shuffle
 
@@ -101,7 +101,7 @@ def _channel_permutation(graph, first, transpose, last) -> list[int] | None:
 
 
 @register_pass
-class LegalizeChannelSelect(Pass):
+class LegalizeChannelSelect(RewritePass):
     """Rewrite Slice/Gather on channels, H/W crops and channel shuffles into 0/1 convolutions.
 
     Given:  %y = Slice(%x float32[N,8,H,W], starts=[2], ends=[6], axes=[1])
@@ -116,38 +116,27 @@ class LegalizeChannelSelect(Pass):
 
     name = "legalize_channel_select"
     requires = ("fold_constants",)
+    anchors = ("Transpose", "Slice", "Gather")
 
-    def run(self, graph, ctx):
-        changed = False
-        for node in graph.nodes():
-            if not graph.has_node(node.name):
-                continue  # removed with a shuffle found earlier in this loop
-            if node.op_type == "Transpose":
-                changed |= self._shuffle(graph, node, ctx)
-                continue
-            if node.op_type == "Slice":
-                kept, why = _slice_indices(graph, node)
-            elif node.op_type == "Gather":
-                kept, why = self._gather_indices(graph, node)
-            else:
-                continue
-            if kept is None:
-                ctx.refuse(node, why)
-                continue
-            shape = graph.value(node.inputs[0]).type.shape
-            if all(kept[a] == list(range(shape[a])) for a in kept):
-                if remove_noop(graph, node):
-                    changed = True
-                    continue
-            prov = node.provenance.merged(node.provenance, self.name)
-            out, why = _select(graph, node, kept, prov)
-            if out is None:
-                ctx.refuse(node, why)
-                continue
-            assert graph.value(out).type.shape == graph.value(node.outputs[0]).type.shape
-            replace_with(graph, node, out)
-            changed = True
-        return changed
+    def rewrite(self, graph, node, ctx):
+        if node.op_type == "Transpose":
+            return self._shuffle(graph, node)
+        if node.op_type == "Slice":
+            kept, why = _slice_indices(graph, node)
+        else:
+            kept, why = self._gather_indices(graph, node)
+        if kept is None:
+            return why
+        shape = graph.value(node.inputs[0]).type.shape
+        if all(kept[a] == list(range(shape[a])) for a in kept) and remove_noop(graph, node):
+            return True
+        prov = node.provenance.merged(node.provenance, self.name)
+        out, why = _select(graph, node, kept, prov)
+        if out is None:
+            return why
+        assert graph.value(out).type.shape == graph.value(node.outputs[0]).type.shape
+        graph.replace_node(node, out)
+        return True
 
     @staticmethod
     def _gather_indices(graph, node) -> tuple[dict[int, list[int]] | None, str]:
@@ -161,7 +150,7 @@ class LegalizeChannelSelect(Pass):
                           "keeps the tensor's rank")
         return {1: [int(i) % shape[1] for i in indices]}, ""
 
-    def _shuffle(self, graph, transpose, ctx) -> bool:
+    def _shuffle(self, graph, transpose) -> bool | str:
         first = graph.producer(transpose.inputs[0])
         last = graph.consumers(transpose.outputs[0])
         if first is None or first.op_type != "Reshape" or len(last) != 1 \
@@ -171,16 +160,15 @@ class LegalizeChannelSelect(Pass):
         last = last[0]
         rows = _channel_permutation(graph, first, transpose, last)
         if rows is None:
-            ctx.refuse(transpose, "Reshape -> Transpose -> Reshape that does more than "
-                                  "permute the channels of a (N, C, H, W) map")
-            return False
+            return ("Reshape -> Transpose -> Reshape that does more than permute the channels "
+                    "of a (N, C, H, W) map")
         prov = last.provenance.merged(first.provenance, None).merged(transpose.provenance,
                                                                        self.name)
         x = first.inputs[0]
         _, _, height, width = graph.value(x).type.shape
         out = add_selection_conv(graph, x, (0, 1, height), (0, 1, width),
                                  f"{last.name}_shuffle", prov, rows)
-        replace_with(graph, last, out)
+        graph.replace_node(last, out)
         graph.remove_node(transpose)
         graph.remove_node(first)
         return True

@@ -13,8 +13,8 @@ import numpy as np
 
 from irc.backends.viya import padding as viya_padding
 from irc.ir.tensors import TensorType
-from irc.passes.defs._match import insert_after, non_negative, replace_with
-from irc.passes.registry import Pass, register_pass
+from irc.passes.defs._match import insert_after, non_negative
+from irc.passes.registry import RewritePass, register_pass
 
 
 def selection_window(size: int, offset: int, step: int, count: int) -> tuple[int, int, int]:
@@ -81,7 +81,7 @@ def _pads_of(graph, node) -> tuple[list[int] | None, str]:
 
 
 @register_pass
-class LegalizePad(Pass):
+class LegalizePad(RewritePass):
     """Rewrite a zero Pad that fold_pad could not fold into a selection convolution.
 
     Given:  %p = Pad(%x float32[N,C,H,W], $pads = [0,0,1,0, 0,0,0,-2])
@@ -94,29 +94,23 @@ class LegalizePad(Pass):
 
     name = "legalize_pad"
     requires = ("fold_pad",)
+    anchors = ("Pad",)
 
-    def run(self, graph, ctx):
-        changed = False
-        for node in graph.nodes():
-            if node.op_type != "Pad":
-                continue
-            pads, why = _pads_of(graph, node)
-            if pads is None:
-                ctx.refuse(node, why)
-                continue
-            _, channels, height, width = graph.value(node.inputs[0]).type.shape
-            rows = None
-            if pads[1] or pads[5]:
-                rows = [k - pads[1] if 0 <= k - pads[1] < channels else -1
-                        for k in range(channels + pads[1] + pads[5])]
-            h = (-pads[2], 1, height + pads[2] + pads[6])
-            w = (-pads[3], 1, width + pads[3] + pads[7])
-            prov = node.provenance.merged(node.provenance, self.name)
-            out = add_selection_conv(graph, node.inputs[0], h, w, f"{node.name}_conv", prov,
-                                     rows)
-            replace_with(graph, node, out)
-            changed = True
-        return changed
+    def rewrite(self, graph, node, ctx):
+        pads, why = _pads_of(graph, node)
+        if pads is None:
+            return why
+        _, channels, height, width = graph.value(node.inputs[0]).type.shape
+        rows = None
+        if pads[1] or pads[5]:
+            rows = [k - pads[1] if 0 <= k - pads[1] < channels else -1
+                    for k in range(channels + pads[1] + pads[5])]
+        h = (-pads[2], 1, height + pads[2] + pads[6])
+        w = (-pads[3], 1, width + pads[3] + pads[7])
+        prov = node.provenance.merged(node.provenance, self.name)
+        graph.replace_node(node, add_selection_conv(graph, node.inputs[0], h, w,
+                                                    f"{node.name}_conv", prov, rows))
+        return True
 
 
 def _viya_padding_problem(graph, node, pads, out_hw=None) -> str | None:
@@ -131,7 +125,7 @@ def _viya_padding_problem(graph, node, pads, out_hw=None) -> str | None:
 
 
 @register_pass
-class LegalizeLayerPadding(Pass):
+class LegalizeLayerPadding(RewritePass):
     """Move conv/max-pool padding Viya cannot express into a selection convolution before it.
 
     Given:  %y = Conv(%x, $w) {pads=[1,1,0,0]}   (neither symmetric nor the automatic split)
@@ -146,23 +140,15 @@ class LegalizeLayerPadding(Pass):
 
     name = "legalize_layer_padding"
     requires = ("fold_pad", "legalize_avgpool_include_pad")
+    anchors = ("Conv", "MaxPool", "AveragePool")
 
-    def run(self, graph, ctx):
-        changed = False
-        for node in graph.nodes():
-            if node.op_type not in ("Conv", "MaxPool", "AveragePool"):
-                continue
-            pads = list(node.attrs.get("pads") or [0, 0, 0, 0])
-            if len(pads) != 4 or _viya_padding_problem(graph, node, pads) is None:
-                continue
-            why = self._rewrite(graph, node, pads)
-            if why:
-                ctx.refuse(node, why)
-            else:
-                changed = True
-        return changed
+    def rewrite(self, graph, node, ctx):
+        pads = list(node.attrs.get("pads") or [0, 0, 0, 0])
+        if len(pads) != 4 or _viya_padding_problem(graph, node, pads) is None:
+            return None
+        return self._move(graph, node, pads) or True
 
-    def _rewrite(self, graph, node, pads) -> str:
+    def _move(self, graph, node, pads) -> str:
         """Rewrite ``node``'s padding; the reason it cannot be done exactly, or ""."""
         if node.attrs.get("ceil_mode", 0):
             return "ceil_mode=1: the windows running past the padding cannot move"
@@ -182,7 +168,7 @@ class LegalizeLayerPadding(Pass):
         w = (-pads[1], 1, width + pads[1] + pads[3])
         padded = add_selection_conv(graph, node.inputs[0], h, w, f"{node.name}_pad", prov)
         graph.set_input(node, 0, padded)
-        node.attrs["pads"] = [0, 0, 0, 0]
+        graph.set_attr(node, "pads", [0, 0, 0, 0])
         node.provenance = prov
         problem = _viya_padding_problem(graph, node, [0, 0, 0, 0])
         assert problem is None, problem  # unpadded windows of the original count always fit
@@ -201,7 +187,7 @@ class LegalizeLayerPadding(Pass):
                 for size, p, k, s in zip((height, width), sym, kernel, strides)]
         if _viya_padding_problem(graph, node, [sym[0], sym[1], sym[0], sym[1]], wide):
             return f"symmetric padding {sym} is not expressible either"
-        node.attrs["pads"] = [sym[0], sym[1], sym[0], sym[1]]
+        graph.set_attr(node, "pads", [sym[0], sym[1], sym[0], sym[1]])
         node.provenance = prov
         graph.set_type(node.outputs[0], TensorType((batch, channels, *wide),
                                                    graph.value(node.outputs[0]).type.dtype))

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from irc.passes.defs._match import (add_batchnorm, add_sum, add_unary, per_channel,
-                                    replace_with)
-from irc.passes.registry import Pass, register_pass
-
-VIYA_LEAKY_SLOPE = np.float32(0.1)  # viya-semantics §3: LEAKY has a fixed slope 0.1
+from irc.ir.activations import viya_computes
+from irc.passes.defs._match import add_batchnorm, add_sum, add_unary, per_channel
+from irc.passes.registry import RewritePass, register_pass
 
 
 def _slope(graph, node) -> tuple[np.ndarray | float | None, str]:
@@ -29,7 +27,7 @@ def _slope(graph, node) -> tuple[np.ndarray | float | None, str]:
 
 
 @register_pass
-class LegalizePRelu(Pass):
+class LegalizePRelu(RewritePass):
     """Rewrite PRelu, LeakyRelu (slope ≠ 0.1) and Neg into Relu/BatchNormalization/Sum.
 
     Given:  %y = PRelu(%x float32[N,C,H,W], $a float32[C,1,1])
@@ -41,41 +39,30 @@ class LegalizePRelu(Pass):
     """
 
     name = "legalize_prelu"
+    anchors = ("PRelu", "LeakyRelu", "Neg")
 
-    def run(self, graph, ctx):
-        changed = False
-        for node in graph.nodes():
-            if node.op_type not in ("PRelu", "LeakyRelu", "Neg"):
-                continue
-            x = node.inputs[0]
-            rank = graph.value(x).type.rank
-            prov = node.provenance.merged(node.provenance, self.name)
-            if node.op_type == "Neg":
-                if rank not in (2, 4):
-                    ctx.refuse(node, f"its input has rank {rank}; a batchnorm needs (N, C) or "
-                                     "(N, C, H, W)")
-                    continue
-                replace_with(graph, node, add_batchnorm(graph, x, -1.0, 0.0, f"{node.name}_bn",
-                                                        prov))
-                changed = True
-                continue
-            slope, why = _slope(graph, node)
-            if slope is None:
-                ctx.refuse(node, why)
-                continue
-            if node.op_type == "LeakyRelu" and np.float32(slope) == VIYA_LEAKY_SLOPE:
-                continue
-            if np.all(np.asarray(slope) == 0):
-                replace_with(graph, node, add_unary(graph, "Relu", x, f"{node.name}_relu", prov))
-                changed = True
-                continue
+    def rewrite(self, graph, node, ctx):
+        x = node.inputs[0]
+        rank = graph.value(x).type.rank
+        prov = node.provenance.merged(node.provenance, self.name)
+        if node.op_type == "Neg":
             if rank not in (2, 4):
-                ctx.refuse(node, f"its input has rank {rank}; the batchnorm layers computing "
-                                 "it need (N, C) or (N, C, H, W)")
-                continue
-            replace_with(graph, node, self._compose(graph, node, x, slope, prov))
-            changed = True
-        return changed
+                return f"its input has rank {rank}; a batchnorm needs (N, C) or (N, C, H, W)"
+            graph.replace_node(node, add_batchnorm(graph, x, -1.0, 0.0, f"{node.name}_bn", prov))
+            return True
+        slope, why = _slope(graph, node)
+        if slope is None:
+            return why
+        if node.op_type == "LeakyRelu" and viya_computes("leaky", slope):
+            return None
+        if np.all(np.asarray(slope) == 0):
+            graph.replace_node(node, add_unary(graph, "Relu", x, f"{node.name}_relu", prov))
+            return True
+        if rank not in (2, 4):
+            return (f"its input has rank {rank}; the batchnorm layers computing it need (N, C) "
+                    "or (N, C, H, W)")
+        graph.replace_node(node, self._compose(graph, node, x, slope, prov))
+        return True
 
     @staticmethod
     def _compose(graph, node, x, slope, prov) -> str:

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from irc.passes.defs._match import remove_noop
-from irc.passes.registry import Pass, register_pass
+from irc.passes.registry import RewritePass, register_pass
 
 
 @register_pass
-class RemoveIdentityDropout(Pass):
+class RemoveIdentityDropout(RewritePass):
     """Remove Identity and Dropout ops; their readers read the op's input.
 
     Given:  %y = Dropout(%x); %z = Gemm(%y, ...)
@@ -16,15 +16,9 @@ class RemoveIdentityDropout(Pass):
     """
 
     name = "remove_identity_dropout"
+    anchors = ("Identity", "Dropout")
 
-    def run(self, graph, ctx):
-        changed = False
-        for node in graph.nodes():
-            if node.op_type not in ("Identity", "Dropout"):
-                continue
-            if remove_noop(graph, node):
-                changed = True
-            else:
-                ctx.refuse(node, "its output is a graph output and its input is a graph input, "
-                                 "a constant or read elsewhere, so the output name cannot move")
-        return changed
+    def rewrite(self, graph, node, ctx):
+        return remove_noop(graph, node) or (
+            "its output is a graph output and its input is a graph input, a constant or read "
+            "elsewhere, so the output name cannot move")

@@ -8,9 +8,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from irc.ir.activations import VIYA_FIXED_ALPHA
+
 
 F32 = np.float32
-LEAKY_SLOPE = F32(0.1)   # fixed in Viya (viya-semantics.md §3); there is no slope option
+LEAKY_SLOPE = F32(VIYA_FIXED_ALPHA["leaky"])   # fixed in Viya (viya-semantics.md §3)
 
 
 # ----------------------------------------------------------------------------- geometry (§5)

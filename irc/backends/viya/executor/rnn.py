@@ -18,11 +18,12 @@ import math
 import numpy as np
 
 from irc.errors import InvalidModel, UnsupportedOp
+from irc.ir.ops import RECURRENT_GATES
 
 from .kernels import activate
 
 F32 = np.float32
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+GATES = {op.lower(): g for op, g in RECURRENT_GATES.items()}  # by Viya rnntype
 OUTPUT_TYPES = ("samelength", "encoding")
 
 

@@ -15,11 +15,12 @@ from irc.backends.viya.model import LazyWeight, LoweredLayer, ViyaModel
 from irc.backends.viya.names import NameTable
 from irc.input_spec import InputSpec
 from irc.problems import Problems
+from irc.ir.activations import VIYA_FIXED_ALPHA
 from irc.ir.graph import Graph, Node
 
 # Viya fixes these slopes (viya-semantics); any other value is rewritten exactly before
 # lowering (PRelu), so meeting one here is a guard.
-FIXED_ALPHA = {"leaky": 0.1, "elu": 1.0}
+FIXED_ALPHA = VIYA_FIXED_ALPHA
 
 
 @dataclass

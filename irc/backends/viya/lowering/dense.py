@@ -12,6 +12,7 @@ from irc.backends.viya import schema
 from irc.backends.viya.lowering.context import LoweringContext
 from irc.backends.viya.lowering.registry import LOWERINGS
 from irc.backends.viya.model import LoweredLayer
+from irc.ir.forms import canonical_gemm_problem
 from irc.ir.graph import Graph, Node
 
 
@@ -40,9 +41,9 @@ def softmax_output_gemms(graph: Graph) -> set[str]:
 
 
 def gemm_layer(ctx: LoweringContext, node: Node, as_output: bool, act: str) -> LoweredLayer | None:
-    if node.attrs.get("transB", 0) != 1 or node.attrs.get("alpha", 1.0) != 1.0 \
-            or node.attrs.get("beta", 1.0) != 1.0 or node.attrs.get("transA", 0):
-        ctx.problem(node, "Gemm is not in canonical form (transB=1, alpha=beta=1, transA=0)")
+    why = canonical_gemm_problem(ctx.graph, node)   # the form normalize_gemm ensures
+    if why:
+        ctx.problem(node, why)
         return None
     x, w = node.inputs[0], node.inputs[1]
     has_bias = len(node.inputs) > 2 and bool(node.inputs[2])
@@ -52,10 +53,6 @@ def gemm_layer(ctx: LoweringContext, node: Node, as_output: bool, act: str) -> L
         options.update(fullconnect=True, error=_error())
     weights = {"kernel": ctx.const_weight(w)}
     if has_bias:
-        bias_shape = ctx.graph.value(node.inputs[2]).type.shape
-        if bias_shape != (n,):
-            ctx.problem(node, f"bias of shape {bias_shape}, expected ({n},)")
-            return None
         weights["bias"] = ctx.const_weight(node.inputs[2])
     return ctx.add(node, "output" if as_output else "fc", options, [x], node.outputs[0],
                    weights)

@@ -24,12 +24,11 @@ from irc.backends.viya.lowering.inputs import TIME_MAJOR_NOTE
 from irc.backends.viya.lowering.registry import ANY, LOWERINGS, SEQUENCE, STATE
 from irc.backends.viya.model import LazyWeight, LoweredLayer
 from irc.ir.graph import Node
-from irc.ir.ops import ACTIVATION_OPS, RECURRENT_OPS
+from irc.ir.activations import ACTIVATION_OPS, CELL_OPS, viya_computes
+from irc.ir.ops import RECURRENT_GATES as GATES, RECURRENT_OPS
 from irc.ir.tensors import BATCH
 
 RNN_TYPE = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
-GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
-CELL_ACT = {"Tanh": "tanh", "Relu": "relu", "Sigmoid": "sigmoid"}
 DEFAULT_CELL = {"RNN": "Tanh", "LSTM": "Tanh", "GRU": "Tanh"}
 LSTM_ONNX_TO_KERAS = [0, 2, 3, 1]  # ONNX blocks i,o,f,c -> Keras i,f,c,o
 RESHAPES = ("Reshape", "Squeeze", "Flatten", "Identity", "Dropout")
@@ -87,7 +86,7 @@ def _weights(ctx, node, direction: int) -> dict:
 def _cell_act(node) -> str:
     acts = node.attrs.get("activations")
     cell = acts[-1] if acts else DEFAULT_CELL[node.op_type]
-    return CELL_ACT[cell]
+    return CELL_OPS[cell]
 
 
 @LOWERINGS.register(*RECURRENT_OPS, reads=ANY, emits=("recurrent", "fc", "output"))
@@ -215,7 +214,7 @@ def lower_per_step_dense(ctx: LoweringContext, node: Node) -> None:
     if step_act is not None:
         name = ACTIVATION_OPS[step_act.op_type]
         alpha = step_act.attrs.get("alpha")
-        if (name == "leaky" and not np.isclose(alpha, 0.1)) or (name == "elu" and alpha != 1.0):
+        if not viya_computes(name, alpha):
             step_act = None
         else:
             act, cur = name, step_act.outputs[0]

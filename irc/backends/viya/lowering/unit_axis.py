@@ -13,6 +13,7 @@ from __future__ import annotations
 from irc.backends.viya.lowering.registry import LOWERINGS
 from irc.ir.graph import Graph, Node
 from irc.ir.ops import RECURRENT_OPS
+from irc.refusals import BETWEEN_LAYERS, reason
 
 UNIT_AXIS_OPS = ("Squeeze", "Unsqueeze")
 FLATTENING_READERS = ("Flatten", "Reshape", "Gemm", "Squeeze", "Unsqueeze", "Identity",
@@ -77,26 +78,14 @@ def _shape(graph: Graph, value: str) -> str:
     return "x".join(str(d) for d in graph.value(value).type.shape[1:]) or "scalar"
 
 
-# What Viya lacks for an op left between layers (the rewrites that absorb it did not apply).
-VIYA_LACKS = {
-    "Squeeze": "Viya has no layer that removes an axis (fc and output layers flatten their "
-               "input; 1-D layers keep their unit height)",
-    "Unsqueeze": "Viya has no layer that adds an axis",
-    "Transpose": "Viya has no transpose layer",
-    "Pad": "Viya pads only inside a convolution or pooling layer, and no such layer reads this",
-    "Mul": "Viya has no scaling layer; a constant scale is exact only folded into a "
-           "convolution, fc or batchnorm layer next to it",
-    "Add": "Viya has no layer adding a constant; a constant is exact only as the bias of a "
-           "convolution, fc or batchnorm layer next to it",
-}
-
-
 def no_layer_message(graph: Graph, node: Node) -> str:
     """The refusal of an op no Viya layer computes: the op, its shapes, what Viya lacks, what the
     user can do (the reasons irc's rewrites did not apply are appended by ``problem``)."""
     computed = [i for i in node.inputs if i and not graph.is_const(i)]
     where = f"{', '.join(_shape(graph, i) for i in computed) or 'constants'} -> " \
             f"{', '.join(_shape(graph, o) for o in node.outputs if o)} (per example)"
-    lacks = VIYA_LACKS.get(node.op_type, f"Viya has no layer computing {node.op_type} on its own")
+    # what Viya lacks for an op left between layers (the rewrites that absorb it did not apply)
+    lacks = reason(BETWEEN_LAYERS, node.op_type,
+                   f"Viya has no layer computing {node.op_type} on its own")
     return (f"{node.op_type} of {where}: {lacks}; change this part of the source model (or "
             "compute it outside the Viya model)")

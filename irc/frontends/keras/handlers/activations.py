@@ -7,6 +7,7 @@ import math
 from irc.frontends.keras.handlers.common import (Value, activation, check_activation, clip,
                                                  layer_weights, shape_of, softmax_at_output)
 from irc.frontends.keras.handlers.registry import KERAS_LAYERS
+from irc.frontends.keras.handlers.sequence import activation_in_sequence, emit_activation
 
 
 def _per_channel_slope(layer, cfg, ctx) -> None:
@@ -29,6 +30,9 @@ class Activation:
     def emit(e, layer, cfg, inputs):
         """Activation -> the ONNX activation op."""
         return [activation(e, layer.name, inputs[0], cfg.get("activation"))]
+
+    sequence = staticmethod(activation_in_sequence)
+    emit_sequence = staticmethod(emit_activation)
 
 
 @KERAS_LAYERS.register("ReLU")
@@ -129,4 +133,7 @@ class Softmax:
     def emit(e, layer, cfg, inputs):
         """Softmax over the feature axis of a vector -> Softmax."""
         return [activation(e, layer.name, inputs[0], "softmax")]
+
+    sequence = staticmethod(activation_in_sequence)
+    emit_sequence = staticmethod(emit_activation)
 

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from irc.errors import UnsupportedAttribute
+from irc.ir.activations import KERAS
 from irc.problems import Problems
+from irc.refusals import KERAS_ACTIVATION, reason
 
 TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 RECURRENT = ("SimpleRNN", "LSTM", "GRU", "CuDNNLSTM", "CuDNNGRU", "RNN", "Bidirectional",
@@ -23,23 +25,10 @@ RECURRENT = ("SimpleRNN", "LSTM", "GRU", "CuDNNLSTM", "CuDNNGRU", "RNN", "Bidire
              "StackedRNNCells")
 
 
-# relu6 and leaky_relu (slope 0.2) reach Viya through exact rewrites (legalize_clip,
-# legalize_prelu): two batchnorm layers, or relu(x) - a*relu(-x).
-ACTIVATIONS = {"linear": "identity", "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh",
-               "elu": "elu", "softplus": "softplus", "softmax": "softmax", "relu6": "relu6",
-               "leaky_relu": "leaky_relu"}
-
-
-_ACTIVATION_WHY = {
-    "hard_sigmoid": "Viya has no hard sigmoid",
-    "hard_silu": "Viya has no hard swish", "hard_swish": "Viya has no hard swish",
-    "swish": "Viya has no swish", "silu": "Viya has no swish", "gelu": "Viya has no gelu",
-    "selu": "Viya's elu has no scale", "exponential": "Viya's exp is not offered here",
-}
-
-
-ONNX_ACTIVATION = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "elu": "Elu",
-                   "softplus": "Softplus", "softmax": "Softmax"}
+# Keras functions besides the activation table's (ir/activations.py KERAS): relu6 and
+# leaky_relu (slope 0.2) reach Viya through exact rewrites (legalize_clip, legalize_prelu): two
+# batchnorm layers, or relu(x) - a*relu(-x).
+REWRITTEN = ("relu6", "leaky_relu")
 
 
 class ScanContext:
@@ -96,8 +85,8 @@ def check_activation(activation, layer, ctx) -> None:
     if isinstance(activation, dict):  # a serialised function object
         activation = activation.get("config", {}).get("name") or activation.get("class_name")
     name = str(activation)
-    if name not in ACTIVATIONS:
-        why = _ACTIVATION_WHY.get(name, "Viya has no such activation")
+    if name not in KERAS and name not in REWRITTEN:
+        why = reason(KERAS_ACTIVATION, name, "Viya has no such activation")
         ctx.problem(f"activation {name!r}: {why}")
         return
     if name == "softmax":
@@ -152,8 +141,10 @@ def activation(e, name: str, value: Value, act) -> Value:
     if act == "leaky_relu":  # Keras's function form: slope 0.2
         (out,) = e.node("LeakyRelu", [value.name], f"{name}_{act}", alpha=0.2)
         return Value(out, value.shape)
-    attrs = {"axis": -1} if act == "softmax" else {"alpha": 1.0} if act == "elu" else {}
-    (out,) = e.node(ONNX_ACTIVATION[act], [value.name], f"{name}_{act}", **attrs)
+    found = KERAS[act]
+    attrs = {"axis": -1} if found.name == "softmax" else \
+        {} if found.alpha is None else {"alpha": found.alpha}
+    (out,) = e.node(found.onnx_op, [value.name], f"{name}_{act}", **attrs)
     return Value(out, value.shape)
 
 

@@ -10,6 +10,7 @@ from irc.frontends.keras.handlers.common import (Value, activation, channels_las
                                                  check_activation, layer_weights, no_dilation,
                                                  pair, shape_of, window)
 from irc.frontends.keras.handlers.registry import KERAS_LAYERS
+from irc.frontends.keras.handlers.sequence import dense_in_sequence
 
 
 def _conv(e, layer, x: Value, kernel_onnx, bias, strides, padding, group: int,
@@ -123,4 +124,13 @@ class Dense:
         (out,) = e.node("Gemm", args, layer.name, transB=1)
         y = Value(out, (w["kernel"].shape[1],))
         return [activation(e, layer.name, y, cfg.get("activation"))]
+
+    @staticmethod
+    def sequence(spec, flow):
+        dense_in_sequence(spec.config, flow)
+
+    @staticmethod
+    def emit_sequence(e, spec):
+        """Dense in a sequence model -> MatMul + Add per time step (Gemm on a vector)."""
+        e.dense(spec.name, spec)
 

@@ -39,6 +39,10 @@ class InputLayer:
     def check(layer, cfg, ctx):
         pass
 
+    @staticmethod
+    def sequence(spec, flow):
+        pass
+
 
 @KERAS_LAYERS.register("Add")
 class Add:
@@ -129,6 +133,10 @@ class Dropout:
     def emit(e, layer, cfg, inputs):
         """Dropout -> nothing (inference)."""
         return [inputs[0]]
+
+    @staticmethod
+    def sequence(spec, flow):
+        pass
 
 
 @KERAS_LAYERS.register("Reshape")
