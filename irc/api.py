@@ -64,6 +64,9 @@ def compile(source, name: str | None = None, input_shape=None,
     "direct" or "tf2onnx") (Keras); ``example_inputs`` (a tuple of tensors: an nn.Module's
     input shape), ``allow_pickle`` (load PyTorch files, which runs code stored in them) and
     ``torch_exporter`` ("auto", "dynamo" or "torchscript") (PyTorch).
+
+    The model is not verified here (that writes every weight once more): ``model.verify()``
+    re-runs the written files against the source framework, as ``irc compile`` does.
     """
     from irc.backends.viya.lower import lower
     from irc.passes.registry import PassContext
@@ -80,10 +83,18 @@ def compile(source, name: str | None = None, input_shape=None,
                   refusals=ctx.refusals)
     model.has_weights = imported.has_weights
     model.notes.extend(imported.warnings)
+    model.origin = imported.source  # model.verify() runs it
     return model
 
 
 def _default_name(src: Source, graph: Graph) -> str:
+    """The file's name; an in-memory PyTorch model's class (``ResNet``); else the graph's."""
     if src.path is not None:
         return src.path.stem
+    if src.kind == "pytorch":
+        from irc.frontends.pytorch.provenance import class_name
+
+        found = class_name(src.model)
+        if found:
+            return found
     return graph.name or "model"

@@ -57,7 +57,7 @@ def cmd_inspect(args) -> int:
     if args.stage == "viya":
         from irc.backends.viya.lower import lower
 
-        _write_or_print(lower(graph, label=str(args.model)).summary(), args.output)
+        _write_or_print(lower(graph, label=str(args.model)).summary_text(), args.output)
         return 0
     from irc.passes.instruments import write_graph
 
