@@ -290,9 +290,15 @@ def time_distributed(spec, problem, sequence, seen, last):
     return _dense_checks(inner.get("config", {}), problem, sequence, seen, last)
 
 
-@RECURRENT_LAYERS.register("Dropout", "SpatialDropout1D", "InputLayer")
+@RECURRENT_LAYERS.register("Dropout", "SpatialDropout1D")
 def dropout(spec, problem, sequence, seen, last):
     """Dropout -> removed (inference)."""
+    return sequence, seen
+
+
+@RECURRENT_LAYERS.register("InputLayer")
+def input_layer(spec, problem, sequence, seen, last):
+    """InputLayer -> the Viya sequence input layer (T steps of d features)."""
     return sequence, seen
 
 

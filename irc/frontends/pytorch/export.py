@@ -13,7 +13,7 @@ import re
 import warnings
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 
-from irc.errors import InvalidModel, IrcError, UnsupportedAttribute
+from irc.errors import InputShapeNeeded, InvalidModel, IrcError, UnsupportedAttribute
 from irc.frontends.pytorch.loading import TorchModel, torch_module
 from irc.frontends.pytorch.provenance import name_nodes_by_module, refuse_no_viya_form
 from irc.frontends.pytorch.runtime import forward, inference_mode, input_names, output_names
@@ -73,7 +73,7 @@ def example_inputs(tm: TorchModel, input_shape=None) -> tuple:
         return tuple(tm.example_inputs)
     if shape is None:
         what = "a TorchScript file" if tm.form == "torchscript" else "this module"
-        raise UnsupportedAttribute(f"{what} does not record its input shape",
+        raise InputShapeNeeded(f"{what} does not record its input shape",
                                    file=tm.label, hint="give it: --input-shape N,C,H,W "
                                    "(input_shape= or example_inputs=(tensor,) in Python)")
     generator = torch.Generator().manual_seed(0)
