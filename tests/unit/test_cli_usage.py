@@ -124,3 +124,17 @@ def test_summary_is_a_frame_for_every_model():
     assert "stem" in stem["source nodes"].lower()
     html = model._repr_html_()
     assert "stem_conv" in html and "<table" in html and "small_cnn" in html
+
+
+def test_model_html_draws_the_layer_graph_where_graphviz_is_installed():
+    import shutil
+
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's `dot` is not installed (the README's set-up names it)")
+    model = irc.compile(str(EXAMPLE))
+    html = model._repr_html_()
+    svg = html[html.index("<svg"):]
+    # every layer is a box of the picture, every source an edge
+    assert all(f">{layer.name}</text>" in svg for layer in model.layers), svg[:500]
+    edges = sum(len(layer.sources) for layer in model.layers)
+    assert svg.count('class="edge"') == edges

@@ -96,7 +96,9 @@ def name_nodes_by_module(model) -> int:
     """Rename the top-level nodes of the dynamo exporter's ``model`` (an onnx.ModelProto) after
     the module path that computed each; the number renamed.
 
-    A torch.nn module that made one traced call gives its path (``layer1.0.conv1``); one that
+    A node reading one ``<path>.weight`` parameter is named by it (``layer1.0.conv1``, even
+    where the exporter fused the batch norm after it into the Conv and recorded the batch
+    norm's scope). Otherwise a torch.nn module that made one traced call gives its path; one that
     made several, or a call in a user module's own forward, adds the call's name
     (``layer1.0.relu.relu_1``, ``layer1.0.add``); a top-level call keeps its own (``view``).
     When one call became several ONNX nodes (SiLU: Sigmoid and Mul), the last keeps the name
@@ -108,8 +110,13 @@ def name_nodes_by_module(model) -> int:
     for s in scopes:
         if s:
             calls[s[-2] if len(s) >= 2 else ""].add(s[-1])
+    weights = {t.name for t in model.graph.initializer if t.name.endswith(".weight")}
     bases = []
     for node, s in zip(nodes, scopes):
+        owners = [i[:-len(".weight")] for i in node.input if i in weights]
+        if len(owners) == 1:  # a weighted node: its parameter's own path (`layer1.0.conv1`),
+            bases.append(owners[0])  # also where the exporter fused a batch norm into it
+            continue
         if not s:
             bases.append(None)
             continue
