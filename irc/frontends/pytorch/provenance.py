@@ -5,9 +5,9 @@ module that computed it (``features.1.block.0``), instead of the exporter's node
 Two places hold the path:
 
 - torch.export's graph: each call's ``node.meta["nn_module_stack"]`` (innermost module last).
-  :func:`refuse_no_viya_form` reads it right after tracing, before the ONNX translation (the
-  slow part of an export: most of efficientnet_b0's 89 s), and refuses a model calling an op
-  whose every use is an element-wise product of two computed tensors.
+  :func:`refuse_no_viya_form` reads it right after tracing, before the ONNX translation and
+  its optimisation (the slow part of an export), and refuses a model calling an op that is an
+  element-wise product of two computed tensors wherever it appears (SiLU: x * sigmoid(x)).
 - the ONNX the dynamo exporter writes: each node's ``pkg.torch.onnx.name_scopes`` metadata
   (torch 2.14: ``['', 'features', 'features.0', 'features.0.act', 'silu']``: the module
   paths from the root, then the traced call's own name). :func:`name_nodes_by_module` renames
