@@ -110,6 +110,18 @@ def test_error_categories_differ():
     assert shape.value.kind != product.value.kind
 
 
+def test_missing_input_shape_says_so_on_the_command_line(tmp_path):
+    b = OnnxBuilder("dyn", (1, 3, "H", "W"))
+    path = tmp_path / "dyn.onnx"
+    import onnx
+
+    onnx.save(b.build([b.conv(b.input, 4, 3, name="/c/Conv")]), str(path))
+    result = run_irc("compile", path, "-o", tmp_path / "o")
+    assert_refused(result, tmp_path / "o", "irc: input shape needed:", "--input-shape")
+    fixed = run_irc("compile", path, "-o", tmp_path / "o", "--input-shape", "1,3,8,8", "-q")
+    assert fixed.returncode == 0, fixed.stderr
+
+
 def test_summary_is_a_frame_for_every_model():
     model = irc.compile(str(EXAMPLE))
     frame = model.summary()
