@@ -74,8 +74,8 @@ def example_inputs(tm: TorchModel, input_shape=None) -> tuple:
     if shape is None:
         what = "a TorchScript file" if tm.form == "torchscript" else "this module"
         raise InputShapeNeeded(f"{what} does not record its input shape",
-                                   file=tm.label, hint="give it: --input-shape N,C,H,W "
-                                   "(input_shape= or example_inputs=(tensor,) in Python)")
+                               file=tm.label, hint="give it: --input-shape N,C,H,W "
+                               "(input_shape= or example_inputs=(tensor,) in Python)")
     generator = torch.Generator().manual_seed(0)
     return (torch.randn(*shape, generator=generator),)
 
