@@ -118,7 +118,8 @@ def test_silu_is_refused_from_the_traced_graph_with_module_paths():
     assert "before the ONNX export" in text
     assert "SiLU/swish, x * sigmoid(x) x2: 1.1, 2.1" in text, text
     assert "hard-swish, x * relu6(x + 3) / 6 x1: 3" in text, text
-    assert len(text.splitlines()) == 4, text  # headline, two ops, hint
+    assert "a product of two computed tensors, x * y x1: 2.2" in text, text  # Gate
+    assert len(text.splitlines()) == 5, text  # headline, three ops, hint
     print(f"refused in {seconds:.1f} s")
 
 
@@ -129,7 +130,7 @@ def test_products_refused_after_the_export_are_grouped_with_module_paths(monkeyp
     from irc.errors import ViyaCannotExpress
     from irc.frontends.pytorch import provenance
 
-    monkeypatch.setattr(provenance, "NO_VIYA_FORM", {"hardswish": "hard-swish"})
+    monkeypatch.setattr(provenance, "NO_VIYA_FORM", {"hardswish": "hard-swish"})  # not mul
     model = nn.Sequential(*list(silu_net().children())[:3]).eval()
     with pytest.raises(ViyaCannotExpress) as err:
         irc.compile(model, example_inputs=(torch.randn(1, 3, 8, 8),),
@@ -138,3 +139,25 @@ def test_products_refused_after_the_export_are_grouped_with_module_paths(monkeyp
     line = next(ln for ln in text.splitlines() if "element-wise product" in ln)
     assert "(x3): 1.1, 2.1, 2.2.mul" in line, text
     assert "node_" not in text and "'n0'" not in text, text
+
+
+class ChannelScale(nn.Module):
+    """A product with a weight (LayerScale-like): a scale irc folds, not a refusal."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.gamma = nn.Parameter(torch.rand(1, 4, 1, 1) + 0.5)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x) * self.gamma)
+
+
+def test_a_product_with_a_weight_is_not_refused_early():
+    import irc
+
+    model = seeded(ChannelScale())
+    compiled = irc.compile(model, example_inputs=(torch.randn(1, 3, 8, 8),))
+    result = compiled.verify()
+    assert result.ok, result.table()
+    assert compiled.name == "channelscale"

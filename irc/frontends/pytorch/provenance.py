@@ -26,11 +26,14 @@ CLASS_HIERARCHY = "pkg.torch.onnx.class_hierarchy"
 # aten ops whose result is an element-wise product of two computed tensors, which no Viya
 # layer computes (its residual layer adds, its activations are fixed functions of one value):
 # a model calling one cannot become a Viya model, whatever the exporter makes of it.
+# "mul" counts only where both operands depend on the model's input (a squeeze-excitation
+# gate); a product with a weight or a constant is a scale irc folds.
 NO_VIYA_FORM = {
     "silu": "SiLU/swish, x * sigmoid(x)",
     "hardswish": "hard-swish, x * relu6(x + 3) / 6",
     "mish": "Mish, x * tanh(softplus(x))",
     "gelu": "GELU, x * Phi(x)",
+    "mul": "a product of two computed tensors, x * y",
 }
 
 
@@ -54,10 +57,17 @@ def refuse_no_viya_form(program, label: str) -> None:
     """Raise ViyaCannotExpress when ``program`` (a torch.export ExportedProgram) calls an op
     of :data:`NO_VIYA_FORM`: one line per op, with the module paths calling it."""
     found: dict[str, list[str]] = defaultdict(list)
+    user_inputs = set(program.graph_signature.user_inputs)
+    computed = set()  # nodes whose value depends on a user input
     for node in program.graph.nodes:
+        if (node.op == "placeholder" and node.name in user_inputs) or any(
+                arg in computed for arg in node.all_input_nodes):
+            computed.add(node)
         if node.op != "call_function":
             continue
         op = _op_name(node.target)
+        if op == "mul" and not (len(node.args) == 2 and all(a in computed for a in node.args)):
+            continue
         if op in NO_VIYA_FORM:
             path = _module_path(node)
             if path not in found[op]:
