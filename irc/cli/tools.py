@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from irc.errors import UnsupportedAttribute
+from irc.errors import UsageError
 
 from irc.cli.options import (_executor_options, _frontend_options, _input_shapes,
                              _key_values, _write_or_print)
@@ -114,8 +114,8 @@ def cmd_export(args) -> int:
     try:
         model = export(args.model, target, weights=args.weights,
                        generate_weights=args.generate_weights, options=options or None)
-    except ValueError as exc:  # an unknown option name or value
-        raise UnsupportedAttribute(str(exc)) from None
+    except ValueError as exc:  # an unknown option name or value (the message lists them)
+        raise UsageError(f"--option: {exc}") from None
     print(f"wrote {target} ({len(model.graph.node)} ONNX nodes)")
     return 0
 

@@ -39,6 +39,9 @@ def test_unknown_executor_option_lists_the_keys(tmp_path):
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert word in result.stderr and "bn_extra_eps=0.0" in result.stderr, result.stderr
     assert run_irc("verify", EXAMPLE, out, "--option", "bn_extra_eps=0").returncode == 0
+    exported = run_irc("export", out, "-o", tmp_path / "x.onnx", "--option", "foo=1")
+    assert_refused(exported, tmp_path / "x.onnx", "irc: usage: --option", "'foo'",
+                   "bn_extra_eps")
 
 
 def test_dump_folder_is_announced(tmp_path):
