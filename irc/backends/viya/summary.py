@@ -6,6 +6,9 @@ from __future__ import annotations
 import html
 import shutil
 
+# Graphviz lays out a few hundred boxes in about a second; a notebook cell should not wait
+# longer each time a model is shown.
+MAX_DRAWN_LAYERS = 400
 SUMMARY_COLUMNS = ("name", "kind", "act", "sources", "output shape", "weights",
                    "source nodes")
 
@@ -95,6 +98,11 @@ def model_html(model) -> str:
         parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in model.notes)
                      + "</ul>")
     parts.append(summary_frame(model).to_html(index=False, classes="irc-summary"))
+    if len(model.layers) > MAX_DRAWN_LAYERS:
+        parts.append(f"<p>layer graph not drawn: {len(model.layers)} layers (more than "
+                     f"{MAX_DRAWN_LAYERS}); `irc inspect MODEL --stage optimized --format svg "
+                     "-o FILE` draws it</p>")
+        return "\n".join(parts)
     svg = graph_svg(model)
     if svg is not None:
         start = svg.find("<svg")
