@@ -41,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         """How the source model is read: the same group on every command that reads one."""
         g = p.add_argument_group("source model options (compile, verify, diff, inspect)")
         g.add_argument("--input-shape", action="append", metavar="[NAME:]N,C,H,W",
-                       help="fix dynamic input dimensions (repeat per input); a TorchScript "
-                            "file or an nn.Module needs it")
+                       help="fix dynamic input dimensions (repeat per input); TorchScript and "
+                            "pickled-module files need it (verify, diff: the output folder's "
+                            "shape by default)")
         g.add_argument("--weights", metavar="CAFFEMODEL", help="a Caffe net's .caffemodel")
         g.add_argument("--drop-lrn", action="store_true",
                        help="Caffe: drop LRN layers (Viya has none; numbers change, say how much)")
