@@ -70,6 +70,9 @@ def compile(source, name: str | None = None, input_shape=None,
     head (an :class:`irc.detection_spec.DetectionSpec` or a dict of its fields) for a model
     whose last tensor is the grid; Viya's detection layer is appended after it. A dict without
     ``version`` sets fields (thresholds, ``max_boxes``) of the head the source states (darknet).
+
+    The model is not verified here (that writes every weight once more): ``model.verify()``
+    re-runs the written files against the source framework, as ``irc compile`` does.
     """
     from irc.backends.viya.lower import lower
     from irc.passes.registry import PassContext
@@ -96,10 +99,18 @@ def compile(source, name: str | None = None, input_shape=None,
                   refusals=ctx.refusals)
     model.has_weights = imported.has_weights
     model.notes.extend(imported.warnings)
+    model.origin = imported.source  # model.verify() runs it
     return model
 
 
 def _default_name(src: Source, graph: Graph) -> str:
+    """The file's name; an in-memory PyTorch model's class (``ResNet``); else the graph's."""
     if src.path is not None:
         return src.path.stem
+    if src.kind == "pytorch":
+        from irc.frontends.pytorch.provenance import class_name
+
+        found = class_name(src.model)
+        if found:
+            return found
     return graph.name or "model"

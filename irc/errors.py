@@ -51,6 +51,21 @@ class UnsupportedAttribute(IrcError):
     kind = "unsupported attribute"
 
 
+class InputShapeNeeded(UnsupportedAttribute):
+    """The source does not record a size irc needs (an input shape): the user gives it
+    (``--input-shape``, ``input_shape=``). A subclass of UnsupportedAttribute only so that
+    callers catching that older category still catch it; its kind is its own."""
+
+    kind = "input shape needed"
+
+
+class UsageError(IrcError):
+    """An option names something that does not exist (a pass, an executor option key, a dump
+    format); the message lists the valid names."""
+
+    kind = "usage"
+
+
 class ViyaCannotExpress(IrcError):
     """The source computes something no Viya layer computes; converting would change numbers."""
 

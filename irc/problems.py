@@ -44,6 +44,21 @@ class Problems:
         return [f"{place(where)}: {message}" if where else message
                 for where, message in self._items]
 
+    def grouped_lines(self) -> list[str]:
+        """One text per distinct message, naming every place it was found, in first-seen
+        order: 65 SiLUs of one network read as one line listing 65 nodes, not 65 lines."""
+        places: dict[str, list[str]] = {}
+        for where, message in self._items:
+            places.setdefault(message, []).append(where or "")
+        lines = []
+        for message, wheres in places.items():
+            named = [w for w in wheres if w]
+            if len(wheres) == 1:
+                lines.append(f"{named[0]}: {message}" if named else message)
+            else:
+                lines.append(f"{message} (x{len(wheres)}): {', '.join(named)}")
+        return lines
+
     def raise_if_any(self, error: type[IrcError], headline: str, *, sep: str = "; ",
                      place: Callable[[str], str] = str, file: str | None = None,
                      hint: str | None = None, name_node: bool = True) -> None:

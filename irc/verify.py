@@ -77,6 +77,25 @@ class VerifyResult:
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the verdict first, then one row per compared output."""
+        import html
+
+        verdict = "all outputs match" if self.ok else "MISMATCH"
+        rows = "".join(
+            f"<tr><td>{html.escape(c.source_output)}</td><td>{html.escape(c.viya_layer)}</td>"
+            f"<td>{'x'.join(str(d) for d in c.shape)}</td><td>{c.max_abs:.3g}</td>"
+            f"<td>{c.max_rel:.3g}</td><td>{c.scaled:.3g}</td><td>{c.margin:.3g}</td>"
+            f"<td>{'yes' if c.ok else 'NO'}</td></tr>" for c in self.comparisons)
+        head = "".join(f"<th>{h}</th>" for h in ("source output", "viya layer", "shape",
+                                                  "max abs", "max rel", "abs/scale", "margin",
+                                                  "ok"))
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        return (f"<p><b>verification: {verdict}</b> ({self.n_examples} example(s); each "
+                f"output within atol + rtol * max|ref|, rtol={self.rtol:g}, "
+                f"atol={self.atol:g})</p><table><tr>{head}</tr>{rows}</table>"
+                + (f"<ul>{notes}</ul>" if notes else ""))
+
 
 def _read_json(path: Path) -> dict:
     try:

@@ -12,6 +12,7 @@ table in README.md ("What converts") is this script's --md output.
 from __future__ import annotations
 
 import argparse
+import textwrap
 import os
 import sys
 import tempfile
@@ -161,11 +162,16 @@ def markdown(rows: list[Row]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    first, rest = __doc__.split("\n\n", 1)  # the whole docstring: --help is the manual
+    parser = argparse.ArgumentParser(description=textwrap.fill(" ".join(first.split()), 79),
+                                     epilog=rest,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keras", action="store_true", help="keras.applications only")
     parser.add_argument("--torch", action="store_true", help="torchvision only")
     parser.add_argument("--only", nargs="*", default=None, help="model names to run")
-    parser.add_argument("--exporters", default="dynamo,torchscript")
+    parser.add_argument("--exporters", default="dynamo,torchscript",
+                        help="PyTorch exporters to try on each torchvision model, "
+                             "comma-separated (default: dynamo,torchscript)")
     parser.add_argument("--md", type=Path, help="also write the markdown table here")
     args = parser.parse_args(argv)
     both = not args.keras and not args.torch

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from irc.cli.detection_options import detection_from_args
-from irc.cli.options import (_executor_options, _frontend_options, _input_spec,
-                             _input_shapes, _instruments, _report_instruments)
+from irc.cli.options import (_check_input_shape, _executor_options, _frontend_options,
+                             _input_spec, _input_shapes, _instruments, _report_instruments)
 
 
 def cmd_compile(args) -> int:
@@ -66,6 +66,7 @@ def cmd_verify(args) -> int:
     from irc.progress import Progress, reporting
     from irc.verify import load_inputs, verify
 
+    _check_input_shape(args)
     inputs = load_inputs(args.inputs) if args.inputs else None
     progress = Progress(args.quiet)
     with reporting(progress):
@@ -113,5 +114,16 @@ def cmd_ops(args) -> int:
         routes = dict(registry.direct_table()) if hasattr(registry, "direct_table") else {}
         for op, note in registry.support_table():
             route = f"[{routes[op]}] " if routes.get(op, "direct") != "direct" else ""
-            print(f"  {op:<24} {route}{note}")
+            print(_wrapped(f"  {op:<24} ", route + note))
     return 0
+
+
+def _wrapped(head: str, text: str) -> str:
+    """``text`` after ``head``, wrapped to the terminal's width (at least 60 columns) with
+    the continuation lines under the text: whole descriptions, never cut."""
+    import shutil
+    import textwrap
+
+    width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 120))
+    return textwrap.fill(text, width=width, initial_indent=head,
+                         subsequent_indent=" " * len(head), break_on_hyphens=False)

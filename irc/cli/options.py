@@ -5,7 +5,7 @@ import math
 import sys
 from pathlib import Path
 
-from irc.errors import UnsupportedAttribute
+from irc.errors import UnsupportedAttribute, UsageError
 
 
 def _shape(text: str):
@@ -83,15 +83,50 @@ def _frontend_options(args) -> dict:
     return options
 
 
+def _pass_names(option: str, text: str | None, allow_all: bool = True):
+    """The pass names of ``--dump-after a,b`` (None: every pass), each checked against the
+    registry: a typo is an error listing the valid names, not a silent no-op."""
+    from irc.passes import instruments as inst
+    from irc.passes.catalog import load_all
+
+    if text is None:
+        return None
+    names = inst._pass_set(text) if allow_all else {text}
+    if names is None:
+        return None
+    known = load_all()
+    unknown = sorted(set(names) - set(known))
+    if unknown or not names:
+        raise UsageError(f"{option}: no pass named {', '.join(map(repr, unknown)) or repr(text)}",
+                         hint=("valid: all, " if allow_all else "valid: ")
+                         + ", ".join(sorted(known)) + " (`irc passes` lists them in order)")
+    return names
+
+
+def _dump_formats(text: str) -> list[str]:
+    from irc.passes.instruments import DUMP_FORMATS
+
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in DUMP_FORMATS]
+    if unknown or not formats:
+        raise UsageError(f"--dump-format: unknown format(s) {', '.join(map(repr, unknown))}"
+                         if unknown else "--dump-format: no format given",
+                         hint="valid: " + ", ".join(DUMP_FORMATS) + " (comma-separated)")
+    return formats
+
+
 def _instruments(args) -> list:
+    """The pass instruments the flags ask for, every pass name and format checked first."""
     from irc.passes import instruments as inst
 
     found = []
+    for name in getattr(args, "explain", None) or []:
+        _pass_names("--explain", name, allow_all=False)
     if getattr(args, "dump_after", None):
-        found.append(inst.DumpAfter(args.dump_dir, inst._pass_set(args.dump_after),
-                                    args.dump_format.split(",")))
+        passes = _pass_names("--dump-after", args.dump_after)
+        found.append(inst.DumpAfter(args.dump_dir, passes, _dump_formats(args.dump_format)))
     if getattr(args, "print_after", None):
-        found.append(inst.PrintAfter(inst._pass_set(args.print_after)))
+        found.append(inst.PrintAfter(_pass_names("--print-after", args.print_after)))
     if getattr(args, "time_passes", False):
         found += [inst.Timing(), inst.OpCountDiff()]
     return found
@@ -101,6 +136,9 @@ def _report_instruments(args, instruments, ctx) -> None:
     for instrument in instruments:
         if hasattr(instrument, "report"):
             print(instrument.report(), file=sys.stderr)
+        if getattr(instrument, "written", None):  # DumpAfter: say where the files went
+            print(f"irc: {len(instrument.written)} graph dump(s) written to "
+                  f"{Path(instrument.directory).resolve()}/", file=sys.stderr)
     for name in getattr(args, "explain", None) or []:
         reasons = [(node, why) for p, node, why in ctx.refusals if p == name]
         print(f"{name}: {len(reasons)} refusal(s)", file=sys.stderr)
@@ -114,11 +152,20 @@ def _key_values(pairs) -> dict[str, str]:
 
 
 def _executor_options(pairs):
-    """--option key=value ... -> ExecutorOptions (numbers parsed, the rest as strings)."""
+    """--option key=value ... -> ExecutorOptions (numbers parsed, the rest as strings); an
+    unknown key or a pair without '=' is an error listing the valid keys and their defaults."""
+    import dataclasses
+
     from irc.backends.viya.executor import ExecutorOptions
 
+    defaults = {f.name: f.default for f in dataclasses.fields(ExecutorOptions)}
+    valid = "valid KEY=VALUE (defaults): " + ", ".join(f"{k}={v}" for k, v in defaults.items())
     values = {}
-    for key, raw in _key_values(pairs).items():
+    for pair in pairs or []:
+        key, eq, raw = pair.partition("=")
+        if not eq or key not in defaults:
+            what = f"unknown key {key!r}" if eq else f"{pair!r} is not KEY=VALUE"
+            raise UsageError(f"--option: {what}", hint=valid)
         try:
             values[key] = float(raw)
         except ValueError:
@@ -126,9 +173,32 @@ def _executor_options(pairs):
     try:
         return ExecutorOptions(**values)
     except (TypeError, ValueError) as exc:
-        raise UnsupportedAttribute(f"--option: {exc}", hint=(
-            "see docs/viya-semantics.md §16 in the irc repository for the executor options "
-            "and their values")) from None
+        raise UsageError(f"--option: {exc}", hint=valid + " (docs/viya-semantics.md §16)") from None
+
+
+def _check_input_shape(args) -> None:
+    """`irc verify --input-shape`: the folder fixes the shape; a different one is an error
+    (it would not be what was compiled), the same one is accepted."""
+    import json
+
+    shapes = _input_shapes(getattr(args, "input_shape", None))
+    if shapes is None:
+        return
+    try:
+        sources = json.loads((Path(args.outdir) / "model.json").read_text())["input"]["sources"]
+    except (OSError, ValueError, KeyError):
+        return  # verify itself reports an unreadable folder
+    given = shapes if isinstance(shapes, dict) else {name: shapes for name in sources}
+    for name, info in sources.items():
+        if info.get("batch_axis", 0) != 0:
+            continue  # a time-major sequence: the batch is not the first dimension
+        want = tuple(info["shape"])
+        have = tuple(given.get(name, ()))
+        if have and tuple(have[1:]) != want:
+            raise UsageError(f"--input-shape {','.join(map(str, have))}: {args.outdir} was "
+                             f"compiled for examples of shape {','.join(map(str, want))}",
+                             hint="drop --input-shape (verify reads the shape from "
+                                  "model.json), or compile again with this shape")
 
 
 def _write_or_print(text_or_bytes, target) -> None:

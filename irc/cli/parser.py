@@ -35,30 +35,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     def executor_options(p):
         p.add_argument("--option", action="append", metavar="KEY=VALUE",
-                       help="executor option for an open point (docs/viya-semantics.md §16)")
+                       help="reference executor option for an open point (a wrong KEY "
+                            "lists the valid ones)")
 
-    def frontend(p):
-        p.add_argument("--weights", metavar="FILE",
+    def source_options(p):
+        """How the source model is read: the same group on every command that reads one."""
+        g = p.add_argument_group("source model options (compile, verify, diff, inspect)")
+        g.add_argument("--input-shape", action="append", metavar="[NAME:]N,C,H,W",
+                       help="fix dynamic input dimensions (repeat per input); TorchScript and "
+                            "pickled-module files need it (verify, diff: the output folder's "
+                            "shape by default)")
+        g.add_argument("--weights", metavar="FILE",
                        help="a Caffe net's .caffemodel, a darknet .cfg's .weights")
-        p.add_argument("--drop-lrn", action="store_true",
+        g.add_argument("--drop-lrn", action="store_true",
                        help="Caffe: drop LRN layers (Viya has none; numbers change, say how much)")
-        p.add_argument("--allow-lambda", action="store_true",
+        g.add_argument("--allow-lambda", action="store_true",
                        help="Keras: load Lambda layers and custom objects (runs model code)")
-        p.add_argument("--keras-route", choices=["auto", "direct", "tf2onnx"], default="auto",
+        g.add_argument("--keras-route", choices=["auto", "direct", "tf2onnx"], default="auto",
                        help="Keras: how the model becomes ONNX: irc's own emitter when every "
                             "layer has a direct handler, else tf2onnx (auto); or force one")
-        p.add_argument("--allow-pickle", action="store_true",
+        g.add_argument("--allow-pickle", action="store_true",
                        help="PyTorch: load .pt2, TorchScript and pickled-module files (loading "
                             "runs code stored in the file: only for files you trust)")
-        p.add_argument("--torch-exporter", choices=["auto", "dynamo", "torchscript"],
+        g.add_argument("--torch-exporter", choices=["auto", "dynamo", "torchscript"],
                        default="auto", help="PyTorch: how the model becomes ONNX: the dynamo "
                        "exporter, falling back to the TorchScript exporter if it fails (auto); "
-                       "or force one")
+                       "or force one (torchscript also takes a .pt2, through its module)")
 
     def debugging(p):
         p.add_argument("--dump-after", metavar="all|PASS[,PASS]",
                        help="write the graph after these passes to --dump-dir")
-        p.add_argument("--dump-dir", default="irc-dumps", help="where dumps go (NNN_<pass>.*)")
+        p.add_argument("--dump-dir", default="irc-dumps",
+                       help="where dumps go (NNN_<pass>.*; default ./irc-dumps, said on stderr)")
         p.add_argument("--dump-format", default="txt", help="comma list of txt,dot,svg,onnx")
         p.add_argument("--print-after", metavar="all|PASS[,PASS]",
                        help="print the graph after these passes (stderr)")
@@ -67,16 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--explain", action="append", metavar="PASS",
                        help="say why PASS did not fire on the nodes it matched")
 
-    def shapes(p):
-        p.add_argument("--input-shape", action="append", metavar="[NAME:]N,C,H,W",
-                       help="fix dynamic input dimensions (repeat per input)")
-
     p = sub.add_parser("compile", help="compile a model into a Viya output folder")
     p.add_argument("model", help="a .onnx, .prototxt, .keras, .h5, .pt2 or TorchScript .pt file")
-    frontend(p)
+    source_options(p)
     p.add_argument("-o", "--output", required=True, help="output folder (must not exist)")
     p.add_argument("--name", help="Viya model name (default: the file name)")
-    shapes(p)
     p.add_argument("--scale", type=float, help="Viya input scale (source sees x*scale-offsets)")
     p.add_argument("--offsets", help="per-channel input offsets, comma-separated, in the "
                    "source's channel order")
@@ -97,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="re-run an output folder against its source model")
     p.add_argument("model")
     p.add_argument("outdir")
-    frontend(p)
+    source_options(p)
     comparison(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=2)
@@ -110,15 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=["source", "onnx", "ir", "optimized", "viya"], default="ir")
     p.add_argument("--format", choices=["txt", "dot", "svg", "onnx"], default="txt")
     p.add_argument("-o", "--output", help="write to this file (needed for svg and onnx)")
-    shapes(p)
-    frontend(p)
+    p.add_argument("--values", action="store_true",
+                   help="--stage source/onnx: print every weight's values too (default: "
+                        "each weight's shape and size)")
+    source_options(p)
     common(p, quiet=False)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("diff", help="find the first Viya layer that diverges from the source")
     p.add_argument("model")
     p.add_argument("outdir")
-    frontend(p)
+    source_options(p)
     comparison(p)
     p.add_argument("--repro", metavar="DIR", help="write the diverging layer's ONNX sub-graph "
                    "and its inputs here")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from irc.errors import UnsupportedAttribute
+from irc.errors import UsageError
 
 from irc.cli.options import (_executor_options, _frontend_options, _input_shapes,
                              _key_values, _write_or_print)
@@ -16,7 +16,7 @@ def cmd_diff(args) -> int:
     inputs = load_inputs(args.inputs) if args.inputs else None
     report = diff(args.model, args.outdir, inputs=inputs, rtol=args.rtol, atol=args.atol,
                   repro_dir=args.repro, options=_executor_options(args.option),
-                  **_frontend_options(args))
+                  input_shape=_input_shapes(args.input_shape), **_frontend_options(args))
     print(report.text())
     return 0 if report.first_bad is None else 1
 
@@ -46,7 +46,8 @@ def cmd_inspect(args) -> int:
 
             save_with_weights(model, Path(args.output))
         else:
-            _write_or_print(onnx.printer.to_text(model.graph), args.output)
+            _write_or_print(onnx.printer.to_text(model.graph) if args.values
+                            else _graph_without_values(model.graph), args.output)
         return 0
     from irc.api import import_model, optimize
 
@@ -57,7 +58,7 @@ def cmd_inspect(args) -> int:
     if args.stage == "viya":
         from irc.backends.viya.lower import lower
 
-        _write_or_print(lower(graph, label=str(args.model)).summary(), args.output)
+        _write_or_print(lower(graph, label=str(args.model)).summary_text(), args.output)
         return 0
     from irc.passes.instruments import write_graph
 
@@ -77,6 +78,30 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def _graph_without_values(graph) -> str:
+    """The ONNX graph as text with each weight as its type, shape and size instead of its
+    values (`--values` prints them): the structure is what one reads."""
+    import onnx
+
+    from irc.limits import format_bytes
+
+    bare = onnx.GraphProto(name=graph.name)  # field by field: the weights are not copied
+    bare.node.extend(graph.node)
+    bare.input.extend(graph.input)
+    bare.output.extend(graph.output)
+    bare.value_info.extend(graph.value_info)
+    lines = [f"weights: {len(graph.initializer)} initializer(s) (values: --values)"]
+    for tensor in graph.initializer:
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+        count = 1
+        for d in tensor.dims:
+            count *= int(d)
+        dims = "x".join(str(d) for d in tensor.dims) or "scalar"
+        lines.append(f"  {tensor.name}: {dtype} {dims} ({count} values, "
+                     f"{format_bytes(count * dtype.itemsize)})")
+    return onnx.printer.to_text(bare) + "\n" + "\n".join(lines)
+
+
 def cmd_export(args) -> int:
     from irc.frontends.viya import export
 
@@ -89,8 +114,8 @@ def cmd_export(args) -> int:
     try:
         model = export(args.model, target, weights=args.weights,
                        generate_weights=args.generate_weights, options=options or None)
-    except ValueError as exc:  # an unknown option name or value
-        raise UnsupportedAttribute(str(exc)) from None
+    except ValueError as exc:  # an unknown option name or value (the message lists them)
+        raise UsageError(f"--option: {exc}") from None
     print(f"wrote {target} ({len(model.graph.node)} ONNX nodes)")
     return 0
 

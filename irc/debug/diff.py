@@ -69,21 +69,39 @@ def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return exposed
 
 
-def _source_onnx(source, weights, frontend_options) -> Source:
+def _source_onnx(source, weights, frontend_options, input_shape=None,
+                 payloads=None) -> Source:
     """The ONNX the IR was imported from, as an ONNX source: the file itself, or what the
-    Keras/Caffe frontend lowered the source to (its numbers are checked against Keras/OpenCV by
-    `irc verify`)."""
+    Keras/Caffe/PyTorch frontend lowered the source to (its numbers are checked against
+    Keras/OpenCV/PyTorch by `irc verify`). A source that needs an input shape and was given
+    none is exported at the shape the output folder was compiled for (one example)."""
+    from irc.errors import InputShapeNeeded
     from irc.frontends.source import open_source, to_onnx
 
     src = open_source(source, weights, **frontend_options)
-    lowered = to_onnx(src).onnx
+    try:
+        lowered = to_onnx(src, input_shape).onnx
+    except InputShapeNeeded:
+        recorded = _recorded_shape(payloads)
+        if input_shape is not None or recorded is None:
+            raise
+        lowered = to_onnx(src, recorded).onnx
     if not isinstance(lowered, onnx.ModelProto):
         lowered = onnx.load(str(lowered))
     return Source("onnx", lowered, label=src.label)
 
 
+def _recorded_shape(payloads):
+    """(1, *shape) of a single-input model as model.json records it, else None."""
+    sources = (payloads or {}).get("input", {}).get("sources", {})
+    if len(sources) != 1:
+        return None
+    info = next(iter(sources.values()))
+    return None if info.get("batch_axis", 0) else (1, *info["shape"])
+
+
 def diff(source, outdir, inputs=None, rtol: float = 1e-4, atol: float = 1e-5, seed: int = 0,
-         batch: int = 1, repro_dir=None, options=None, weights=None,
+         batch: int = 1, repro_dir=None, options=None, weights=None, input_shape=None,
          **frontend_options) -> DiffReport:
     """Layer-by-layer comparison of the output folder with the source's lowered ONNX, run by
     onnxruntime with every intermediate tensor exposed."""
@@ -92,7 +110,7 @@ def diff(source, outdir, inputs=None, rtol: float = 1e-4, atol: float = 1e-5, se
     outdir = Path(outdir)
     payloads = json.loads((outdir / "model.json").read_text(encoding="utf-8"))
     name_map = json.loads((outdir / "name_map.json").read_text(encoding="utf-8"))
-    src = _source_onnx(source, weights, frontend_options)
+    src = _source_onnx(source, weights, frontend_options, input_shape, payloads)
     model = src.model
     # As verify does: a source that fixes its batch (an input [3, C, H, W]) gets whole runs of
     # that batch, and runs in batches of it; a free batch runs all examples at once.

@@ -10,11 +10,22 @@ from dataclasses import dataclass
 from typing import Callable
 
 
+def first_paragraph(doc: str | None) -> str:
+    """A docstring's first paragraph on one line: the support-table note, whole (a note
+    that runs over two source lines must not be cut at the first)."""
+    lines = []
+    for line in (doc or "").strip().splitlines():
+        if not line.strip():
+            break
+        lines.append(line.strip())
+    return " ".join(lines)
+
+
 @dataclass(frozen=True)
 class Handler:
     op_type: str
     fn: Callable
-    note: str  # first line of the handler's docstring: what it maps to
+    note: str  # first paragraph of the handler's docstring: what it maps to
 
 
 class HandlerRegistry:
@@ -25,7 +36,7 @@ class HandlerRegistry:
     def register(self, *op_types: str):
         """Decorator: ``@registry.register("Relu", "Sigmoid")``. A duplicate is a bug."""
         def decorate(fn):
-            note = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+            note = first_paragraph(fn.__doc__)
             for op_type in op_types:
                 if op_type in self._handlers:
                     raise RuntimeError(f"{self.framework}: two handlers for {op_type!r}")

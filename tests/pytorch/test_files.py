@@ -49,9 +49,9 @@ def test_loading_a_pytorch_file_needs_the_opt_in(files, tmp_path, name):
 
 def test_torchscript_file_needs_an_input_shape(files, tmp_path):
     import irc
-    from irc.errors import UnsupportedAttribute
+    from irc.errors import InputShapeNeeded
 
-    with pytest.raises(UnsupportedAttribute, match="does not record its input shape") as err:
+    with pytest.raises(InputShapeNeeded, match="does not record its input shape") as err:
         irc.compile(files / "net.pt", allow_pickle=True)
     assert "--input-shape" in err.value.hint
 

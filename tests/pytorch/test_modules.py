@@ -95,11 +95,11 @@ def test_api_takes_an_exported_program_and_a_training_module(example, tmp_path):
 
 def test_module_without_example_inputs_takes_input_shape_or_asks(tmp_path):
     import irc
-    from irc.errors import UnsupportedAttribute
+    from irc.errors import InputShapeNeeded
     from irc.verify import verify
 
     module = seeded(classifier_head())
-    with pytest.raises(UnsupportedAttribute, match="does not record its input shape"):
+    with pytest.raises(InputShapeNeeded, match="does not record its input shape"):
         irc.compile(module)
     irc.compile(module, input_shape=(1, 3, 12, 12)).save(tmp_path / "o")
     assert verify(module, tmp_path / "o").ok

@@ -82,6 +82,8 @@ class ViyaModel:
     source: str = ""
     notes: list[str] = field(default_factory=list)  # open points this model relies on
     has_weights: bool = True  # False: structure only (e.g. a Caffe net without .caffemodel)
+    # what irc.compile read (irc.frontends.source.Source, with its options): what verify() runs
+    origin: object = field(default=None, repr=False, compare=False)
 
     @property
     def weights_file(self) -> str:
@@ -138,15 +140,48 @@ class ViyaModel:
         with tempfile.TemporaryDirectory() as tmp:
             return deploy(self.save(Path(tmp) / self.name), conn, **options)
 
-    def summary(self) -> str:
-        from irc.limits import format_bytes
+    def summary(self):
+        """The layers as a pandas DataFrame, for every model (unlike :meth:`to_frame`): name,
+        kind, act, sources, output shape, weight count and the source nodes each came from."""
+        from irc.backends.viya.summary import summary_frame
 
-        lines = [f"Viya model {self.name!r} ({self.model_type}), {len(self.layers)} layers, "
-                 f"{format_bytes(self.weight_bytes())} of weights"]
-        for layer in self.layers:
-            src = ",".join(layer.sources)
-            shape = "x".join(str(d) for d in layer.out_shape)
-            lines.append(f"  {layer.name:<28} {layer.kind:<10} <- {src:<28} {shape}")
-        return "\n".join(lines)
+        return summary_frame(self)
 
+    def summary_text(self) -> str:
+        """The summary as text, one line per layer (`irc inspect --stage viya`)."""
+        from irc.backends.viya.summary import summary_text
 
+        return summary_text(self)
+
+    def verify(self, folder=None, inputs=None, rtol: float = 1e-4, atol: float = 1e-5,
+               seed: int = 0, batch: int = 2, options=None):
+        """Proof: the source framework's run vs the written files re-run by the reference
+        executor (:func:`irc.verify.verify`); a :class:`~irc.verify.VerifyResult`, never
+        raising on a mismatch (check ``.ok``). ``folder``: an output folder this model was
+        saved to (default: saved to a temporary folder first)."""
+        import tempfile
+
+        from irc.errors import VerificationFailed
+        from irc.verify import verify
+
+        if self.origin is None:
+            raise VerificationFailed("this model does not know its source (it was not made "
+                                     "by irc.compile)", hint="irc.verify.verify(source, folder)")
+        if not self.has_weights:
+            raise VerificationFailed("a structure-only model (no weights) cannot be verified",
+                                     file=self.source, hint="give the weights (Caffe: weights=)")
+        kwargs = dict(inputs=inputs, rtol=rtol, atol=atol, seed=seed, batch=batch,
+                      options=options)
+        if folder is not None:
+            return verify(self.origin, folder, **kwargs)
+        with tempfile.TemporaryDirectory() as tmp:
+            return verify(self.origin, self.save(Path(tmp) / self.name), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<ViyaModel {self.name!r}: {len(self.layers)} layers>"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the summary table and, where Graphviz is installed, the graph."""
+        from irc.backends.viya.summary import model_html
+
+        return model_html(self)

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import onnx
 
-from irc.errors import UnsupportedAttribute, UnsupportedOp
+from irc.errors import InputShapeNeeded, UnsupportedAttribute, UnsupportedOp
 from irc.frontends.keras import layers as keras_layers
 from irc.frontends.keras import direct, recurrent, recurrent_emit
 from irc.frontends.keras.model_graph import all_layers, model_tensors
@@ -54,8 +54,8 @@ def _input_dims(model, input_shape, label: str) -> tuple[int, ...]:
         raise UnsupportedAttribute(f"model input of shape {shape}: Viya takes (H, W, C) images or "
                                    "feature vectors", file=label)
     if any(d is None for d in shape):
-        raise UnsupportedAttribute(f"the model input has dynamic dimensions {shape}", file=label,
-                                   hint="give input_shape=(H, W, C): Viya layers have fixed sizes")
+        raise InputShapeNeeded(f"the model input has dynamic dimensions {shape}", file=label,
+                               hint="give input_shape=(H, W, C): Viya layers have fixed sizes")
     return shape
 
 

@@ -168,7 +168,8 @@ def sub(imp, node, attrs):
         neg = imp.add_const(f"{c}_neg", -imp.const(c))
         imp.emit("Add", node, inputs=[x, neg])
     else:
-        imp.problem("Sub of a non-constant is an element-wise difference, which Viya lacks")
+        imp.problem("Sub of a non-constant is an element-wise difference, which Viya lacks",
+                    viya_lacks=True)
 
 
 @reg.register("Mul")
@@ -176,7 +177,8 @@ def mul(imp, node, attrs):
     """Mul by a constant -> folded into weights or a batchnorm scale."""
     kind, x, c = _split_const(imp, node)
     if kind == "none":
-        imp.problem("Mul of two tensors is an element-wise product, which Viya lacks")
+        imp.problem("Mul of two tensors is an element-wise product, which Viya lacks",
+                    viya_lacks=True)
         return
     imp.emit("Mul", node, inputs=[x, c])
 
@@ -191,7 +193,8 @@ def div(imp, node, attrs):
         recip = imp.add_const(f"{c}_recip", (1.0 / imp.const(c)).astype(imp.const(c).dtype))
         imp.emit("Mul", node, inputs=[x, recip])
     else:
-        imp.problem("Div by a non-constant is an element-wise quotient, which Viya lacks")
+        imp.problem("Div by a non-constant is an element-wise quotient, which Viya lacks",
+                    viya_lacks=True)
 
 
 @reg.register("Sum")

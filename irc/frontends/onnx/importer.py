@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from irc.errors import UnsupportedAttribute, UnsupportedOp
+from irc.errors import UnsupportedAttribute, UnsupportedOp, ViyaCannotExpress
 from irc.frontends.registry import format_unsupported
 from irc.ir.graph import Graph, Provenance
 from irc.ir.tensors import BATCH, TensorType
@@ -53,10 +53,14 @@ class OnnxImporter:
         self._current: str | None = None
         self._foldable: set[int] = set()
         self._read: set[str] | None = None
+        self._viya_lacks = 0  # problems that are Viya's lack, not an attribute's value
 
     # ---- handler helpers ------------------------------------------------------------------
-    def problem(self, message: str) -> None:
+    def problem(self, message: str, viya_lacks: bool = False) -> None:
+        """``viya_lacks``: what the node computes has no Viya form at all (an element-wise
+        product), as opposed to a value or form irc does not take."""
         self.problems.add(self._current or "?", message)
+        self._viya_lacks += bool(viya_lacks)
 
     def is_const(self, name: str) -> bool:
         return bool(name) and self.graph.has_value(name) and self.graph.is_const(name)
@@ -207,9 +211,12 @@ class OnnxImporter:
                     self._batch_values.add(out)
 
     def _raise_problems(self) -> None:
-        self.problems.raise_if_any(
-            UnsupportedAttribute, f"{len(self.problems)} problem(s) converting the ONNX graph:\n  ",
-            sep="\n  ", file=self.label, name_node=False,
+        if not self.problems:
+            return
+        lacks = self._viya_lacks == len(self.problems)
+        raise (ViyaCannotExpress if lacks else UnsupportedAttribute)(
+            f"{len(self.problems)} problem(s) converting the ONNX graph:\n  "
+            + "\n  ".join(self.problems.grouped_lines()), file=self.label,
             hint="each listed node computes something Viya cannot; change it in the source model")
 
     def run(self) -> Graph:

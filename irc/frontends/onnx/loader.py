@@ -15,7 +15,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper, numpy_helper
 
-from irc.errors import InvalidModel, UnsupportedAttribute
+from irc.errors import InputShapeNeeded, InvalidModel, UnsupportedAttribute
 from irc.frontends.onnx import wire
 from irc.ir import side_file
 from irc.ir.tensors import TensorType, WeightStore
@@ -243,10 +243,10 @@ def infer_types(model: onnx.ModelProto, input_shapes, label: str,
                                        hint="give --input-shape NAME:1,C,H,W")
         dims[0] = batch  # for inference only
         if any(d is None or d <= 0 for d in dims[1:]):
-            raise UnsupportedAttribute(f"input {inp.name!r} has a dynamic shape "
-                                       f"{[d if d else '?' for d in dims]}", file=label,
-                                       hint=f"give --input-shape {inp.name}:1,C,H,W (Viya layers "
-                                            "have fixed sizes)")
+            raise InputShapeNeeded(f"input {inp.name!r} has a dynamic shape "
+                                   f"{[d if d else '?' for d in dims]}", file=label,
+                                   hint=f"give --input-shape {inp.name}:1,C,H,W (Viya layers "
+                                        "have fixed sizes)")
         check_tensor_bytes(dims, np_dtype(ttype.elem_type, f"input {inp.name!r}", label),
                            f"input {inp.name!r} (one example)", file=label)
         skeleton_graph.input.append(helper.make_tensor_value_info(inp.name, ttype.elem_type, dims))

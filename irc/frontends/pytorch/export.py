@@ -13,8 +13,9 @@ import re
 import warnings
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 
-from irc.errors import InvalidModel, UnsupportedAttribute
+from irc.errors import InputShapeNeeded, InvalidModel, IrcError, UnsupportedAttribute
 from irc.frontends.pytorch.loading import TorchModel, torch_module
+from irc.frontends.pytorch.provenance import name_nodes_by_module, refuse_no_viya_form
 from irc.frontends.pytorch.runtime import forward, inference_mode, input_names, output_names
 from irc.ir.opset import OPSET
 from irc.progress import report
@@ -43,6 +44,8 @@ def to_onnx(tm: TorchModel, input_shape=None, exporter: str = "auto"):
         return _torchscript(tm, args, names), notes
     try:
         return _dynamo(tm, args, names), notes
+    except IrcError:  # irc's own verdict (a model with no Viya form): no fallback changes it
+        raise
     except Exception as exc:  # torch.export raises many types; the reason is what matters
         reason = failure_reason(exc)
         if exporter == "dynamo":
@@ -70,9 +73,9 @@ def example_inputs(tm: TorchModel, input_shape=None) -> tuple:
         return tuple(tm.example_inputs)
     if shape is None:
         what = "a TorchScript file" if tm.form == "torchscript" else "this module"
-        raise UnsupportedAttribute(f"{what} does not record its input shape",
-                                   file=tm.label, hint="give it: --input-shape N,C,H,W "
-                                   "(input_shape= or example_inputs=(tensor,) in Python)")
+        raise InputShapeNeeded(f"{what} does not record its input shape",
+                               file=tm.label, hint="give it: --input-shape N,C,H,W "
+                               "(input_shape= or example_inputs=(tensor,) in Python)")
     generator = torch.Generator().manual_seed(0)
     return (torch.randn(*shape, generator=generator),)
 
@@ -90,11 +93,25 @@ def _dynamo(tm: TorchModel, args: tuple, names):
     torch = torch_module()
     report("exporting to ONNX with PyTorch's dynamo exporter")
     with _quiet(), inference_mode(_module_of(tm)):
-        program = torch.onnx.export(tm.model, args if tm.form != "exported_program" else (),
-                                    dynamo=True, opset_version=DYNAMO_OPSET,
-                                    input_names=names[0], output_names=names[1],
-                                    verbose=False, optimize=True)
-        return program.model_proto
+        program = tm.model if tm.form == "exported_program" else _traced(torch, tm.model, args)
+        if program is not None:  # a model with no Viya form is refused before the slow part
+            refuse_no_viya_form(program, tm.label)
+        onnx_program = torch.onnx.export(program if program is not None else tm.model,
+                                         args if program is None else (), dynamo=True,
+                                         opset_version=DYNAMO_OPSET, input_names=names[0],
+                                         output_names=names[1], verbose=False, optimize=True)
+    proto = onnx_program.model_proto
+    name_nodes_by_module(proto)
+    return proto
+
+
+def _traced(torch, module, args):
+    """torch.export's program of ``module`` (the dynamo exporter's own first strategy), or None
+    when it fails: torch.onnx.export then tries its other strategies itself."""
+    try:
+        return torch.export.export(module, args, strict=False)
+    except Exception:  # torch.export raises many types; the ONNX exporter reports the reason
+        return None
 
 
 def _torchscript(tm: TorchModel, args: tuple, names, dynamo_reason: str | None = None):
@@ -102,11 +119,12 @@ def _torchscript(tm: TorchModel, args: tuple, names, dynamo_reason: str | None =
 
     torch = torch_module()
     report("exporting to ONNX with PyTorch's TorchScript exporter")
-    model = tm.model
+    model, inner = tm.model, None
     if tm.form == "exported_program":
-        model = _Traceable(tm.model.module())
+        inner = tm.model.module()
+        model = _Traceable(inner)
     buffer = io.BytesIO()
-    with _quiet(), inference_mode(_module_of(tm)):
+    with _quiet(), inference_mode(_module_of(tm)), _constant_weights(inner):
         try:
             torch.onnx.export(model, args, buffer, dynamo=False,
                               opset_version=OPSET, input_names=names[0],
@@ -118,6 +136,23 @@ def _torchscript(tm: TorchModel, args: tuple, names, dynamo_reason: str | None =
                                hint="PyTorch cannot write this model as ONNX; simplify the "
                                     "model's code around the failing operation") from None
     return onnx.load_from_string(buffer.getvalue())
+
+
+@contextmanager
+def _constant_weights(module):
+    """A program's module traced with its weights as constants (see Traceable): the tracer
+    refuses a constant that requires grad ("Cannot insert a Tensor that requires grad as a
+    constant", on any trained model), so the flags are off for the export and restored after
+    it (the program's own parameters share these tensors). ``module`` None: nothing to do."""
+    params = list(module.parameters()) if module is not None else []
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
 
 
 @contextmanager
