@@ -114,6 +114,18 @@ def test_diff_finds_the_first_diverging_layer_and_writes_a_repro(tmp_path):
 
 
 
+def test_diff_compares_an_rgb_models_input_layer_channel_for_reversed_channel(tmp_path):
+    """--channel-order rgb: Viya's input layer holds B,G,R where the source reads R,G,B; the
+    input layer matched nothing before (max abs ~5 on every rgb model) and diff exited 1."""
+    b = OnnxBuilder("rgb", (1, 3, 8, 8), seed=2)
+    model = b.build([b.op("Relu", b.conv(b.input, 4, 3, pads=[1] * 4, name="c1"))])
+    irc.compile(model, input_options={"channel_order": "rgb", "offsets": [1, 2, 3]}
+                ).save(tmp_path / "o")
+    report = diff(model, tmp_path / "o")
+    assert report.layers[0].kind == "input" and report.layers[0].max_abs < 1e-6  # rounding
+    assert report.first_bad is None and len(report.layers) >= 2
+
+
 def test_diff_runs_a_source_with_a_fixed_batch_at_that_batch(tmp_path):
     """An ONNX input [3, 2, 8, 8]: `irc diff` draws 3 examples, as verify does (one example
     made onnxruntime refuse the source)."""
