@@ -16,13 +16,13 @@ import math
 import numpy as np
 
 from irc.backends.viya import schema
-from irc.backends.viya.executor.kernels import LEAKY_SLOPE, spatial_geometry
+from irc.backends.viya.executor.kernels import spatial_geometry
 from irc.backends.viya.executor.shapes import infer_shapes
 from irc.backends.viya.executor.reader import ViyaModelFiles
 from irc.detection_spec import METADATA_KEY, DetectionSpec
 from irc.errors import UnsupportedAttribute
 from irc.ir.graph import Graph, Provenance
-from irc.ir.activations import ACTIVATION_OPS, FUSED_NAMES as FUSED
+from irc.ir.activations import ACTIVATION_OPS, FUSED_NAMES as FUSED, VIYA_FIXED_ALPHA
 from irc.ir.tensors import BATCH, TensorType
 from irc.problems import Problems
 
@@ -64,12 +64,15 @@ class ExportLowering:
         return out
 
     def act_attrs(self, act: str) -> dict:
-        """The fused-activation attributes for ``act`` (alpha where the op needs one)."""
-        if act == "leaky":
-            return {"activation": "leaky", "activation_alpha": float(LEAKY_SLOPE)}
+        """The fused-activation attributes for ``act``, with the alpha Viya computes where its
+        op takes one (elu's is an open point, the executor option elu_alpha)."""
+        if act == "identity":
+            return {}
         if act == "elu":
             return {"activation": "elu", "activation_alpha": self.ex.elu_alpha}
-        return {"activation": act} if act != "identity" else {}
+        if act in VIYA_FIXED_ALPHA:
+            return {"activation": act, "activation_alpha": VIYA_FIXED_ALPHA[act]}
+        return {"activation": act}
 
     def activation(self, value: str, act: str, shape: tuple) -> str:
         """A separate activation op (for layers whose op cannot carry one)."""
