@@ -79,6 +79,7 @@ def compile(source, name: str | None = None, input_shape=None,
                   input_spec=input_spec, label=imported.source.label,
                   refusals=ctx.refusals)
     model.has_weights = imported.has_weights
+    model.origin = imported.source  # the check set (checkset.py) runs it on its examples
     model.notes.extend(imported.warnings)
     return model
 

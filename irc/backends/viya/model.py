@@ -82,6 +82,7 @@ class ViyaModel:
     source: str = ""
     notes: list[str] = field(default_factory=list)  # open points this model relies on
     has_weights: bool = True  # False: structure only (e.g. a Caffe net without .caffemodel)
+    origin: object = None  # the irc.frontends.source.Source compiled (for the check set)
 
     @property
     def weights_file(self) -> str:
