@@ -43,15 +43,16 @@ def _input_layer(payloads: dict) -> dict:
 
 
 def _grid_step(payloads: dict) -> float:
-    """A power of two fine enough for the source's inputs (1/64 of a unit of the source's input
-    in raw units), never coarser than 1: raw values on it are exact in text and in float32."""
+    """A power of two fine enough for the source's inputs (at most 1/32 of a unit of the
+    source's input, in raw units), never coarser than 1: raw values on it are exact in text and
+    in float32. An input layer scaling by 1/255 (normstds down to 1/8) reads integers."""
     from irc.input_spec import InputSpec
 
     layer = _input_layer(payloads)["layer"]
     spec = InputSpec.recorded(payloads)
     _, stds = spec.per_channel(layer["nchannels"]) or ([], [1.0])
     unit = min(abs(float(s)) for s in stds) / abs(spec.scale)
-    return min(1.0, 2.0 ** math.floor(math.log2(unit / 64)))
+    return min(1.0, 2.0 ** math.floor(math.log2(unit / 32)))
 
 
 def source_input(payloads: dict, raw: np.ndarray) -> np.ndarray:
