@@ -217,3 +217,22 @@ def test_no_check_set_is_said(small_cnn, tmp_path):
     report, conn = _deploy(folder, tmp_path)
     assert report.check is None and "deepLearn.dlScore" not in conn.names()
     assert any("no check set" in n for n in report.notes)
+
+
+def test_a_large_input_keeps_its_examples_in_the_npz_only(tmp_path):
+    """3 x 160 x 160: one example; its CSV would pass CSV_MAX, so check/ keeps the compact .npz
+    and deploy writes the CSV when it uploads; model.sas says to run irc deploy --check."""
+    b = OnnxBuilder("wide", (1, 3, 160, 160), seed=2)
+    x = b.op("Relu", b.conv(b.input, 4, 3, stride=4, pads=[1] * 4, name="c1"))
+    x = b.op("Flatten", b.op("GlobalAveragePool", x, name="gap"))
+    b.channels[x] = 4
+    out = tmp_path / "wide"
+    irc.compile(b.build([b.op("Softmax", b.gemm(x, 4, 3, name="fc"))]), name="wide").save(out)
+    files = {p.name: p.stat().st_size for p in (out / CHECK_DIR).iterdir()}
+    assert set(files) == {"checkset.npz", "checkset.json"} and sum(files.values()) < 300 * 1024
+    assert load_check_set(out)["meta"]["examples"] == 1
+    assert "too large for a CSV" in (out / "model.sas").read_text()
+    report, conn = _deploy(out, tmp_path)
+    assert report.check.ok
+    assert np.array_equal(conn.tables[check_table("wide")].iloc[:, 1:].to_numpy(),
+                          load_check_set(out)["raw"])

@@ -70,7 +70,8 @@ def write_casl(payloads: dict, check: dict | None = None) -> str:
         "",
         f"%let {CASLIB_VAR}=CASUSER;",
         f"%let {WEIGHTS_VAR}={weights['weightFilePath']};",
-        *([f"%let {CHECK_VAR}=check/inputs.csv;"] if check is not None else []),
+        *([f"%let {CHECK_VAR}=check/inputs.csv;"] if check is not None
+          and check["meta"].get("inputs_csv") else []),
         "",
         "proc cas;",
         '   loadactionset "deepLearn";',
@@ -99,8 +100,11 @@ def write_casl(payloads: dict, check: dict | None = None) -> str:
         f"   action table.tableExists / name={casl_value(weights['modelWeights']['name'])};",
         f"   action deepLearn.modelInfo / modelTable={{name={casl_value(model)}}};",
     ]
-    if check is not None:
+    if check is not None and check["meta"].get("inputs_csv"):
         lines += check_section(model, check)
+    elif check is not None:
+        lines += ["", "   /* The check set's inputs are too large for a CSV here: run "
+                      "`irc deploy --check`, which uploads them. */"]
     lines += ["quit;", ""]
     return "\n".join(lines)
 

@@ -3,7 +3,7 @@ can score them and the user can see that the model it built computes what the so
 
 Written at compile time into ``check/`` (docs/output-folder.md):
 
-- ``inputs.csv``: one row per example, ``_id_`` (1, 2, ...) then ``x_0 .. x_{K-1}``, the raw
+- ``inputs.csv`` (kept up to CSV_MAX bytes): one row per example, ``_id_`` (1, 2, ...) then ``x_0 .. x_{K-1}``, the raw
   values Viya's input layer reads, flattened as (C, H, W) (a sequence model's input layer is
   1 x 1 x T*d). Every value lies on a grid of 2^-k (integers where the input layer scales by
   1/255 or so), so the decimal text, float32 and float64 all hold it exactly: the server reads
@@ -29,6 +29,7 @@ CHECK_DIR = "check"
 FORMAT = "irc.checkset/1"
 MAX_EXAMPLES = 3
 CSV_BUDGET = 256 * 1024  # bytes of inputs.csv the examples may take (at least one example)
+CSV_MAX = 384 * 1024  # a larger inputs.csv is not kept (irc deploy writes it when uploading)
 TENSOR_BUDGET = 128 * 1024  # bytes (float32) of intermediate layer tensors
 MAX_LAYERS = 3  # intermediate layers checked besides the outputs
 RTOL, ATOL = 1e-4, 1e-5  # irc verify's defaults
@@ -88,7 +89,7 @@ def make_raw_inputs(payloads: dict, n: int, seed: int = 0) -> np.ndarray:
 def _example_count(payloads: dict) -> int:
     layer = _input_layer(payloads)["layer"]
     values = layer["nchannels"] * layer["height"] * layer["width"]
-    return max(1, min(MAX_EXAMPLES, CSV_BUDGET // (values * 10)))  # ~10 bytes a value
+    return max(1, min(MAX_EXAMPLES, CSV_BUDGET // (values * 6)))  # ~6 bytes a value
 
 
 def _run_source(src, payloads: dict, feeds: dict) -> dict[str, np.ndarray]:
@@ -187,8 +188,14 @@ def write_check_set(folder: Path, src) -> Path:
     data = build_check_set(folder, src)
     target = folder / CHECK_DIR
     target.mkdir()
-    write_inputs_csv(target / "inputs.csv", data["raw"], data["meta"])
-    arrays = {"inputs": data["raw"]}
+    csv_path = target / "inputs.csv"
+    write_inputs_csv(csv_path, data["raw"], data["meta"])
+    data["meta"]["inputs_csv"] = csv_path.stat().st_size <= CSV_MAX
+    if not data["meta"]["inputs_csv"]:  # a large image: the .npz holds it compactly
+        csv_path.unlink()
+    raw = data["raw"]
+    small = np.array_equal(raw, np.round(raw)) and np.abs(raw).max() < 2 ** 15
+    arrays = {"inputs": raw.astype(np.int16 if small else np.float32)}  # exact either way
     arrays.update({f"output:{k}": v for k, v in data["outputs"].items()})
     arrays.update({f"layer:{k}": v for k, v in data["layers"].items()})
     np.savez_compressed(target / "checkset.npz", **arrays)
@@ -230,7 +237,7 @@ def load_check_set(folder: Path) -> dict | None:
     meta = json.loads((target / "checkset.json").read_text(encoding="utf-8"))
     with np.load(target / "checkset.npz") as data:
         arrays = {k: np.asarray(data[k]) for k in data.files}
-    return {"meta": meta, "raw": arrays["inputs"],
+    return {"meta": meta, "raw": arrays["inputs"].astype(np.float64),
             "outputs": {k[7:]: v for k, v in arrays.items() if k.startswith("output:")},
             "layers": {k[6:]: v for k, v in arrays.items() if k.startswith("layer:")}}
 

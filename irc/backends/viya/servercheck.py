@@ -95,7 +95,7 @@ def run_check(d, folder: Path, model: str, labels=None) -> ServerCheck | None:
     meta = data["meta"]
     n = int(meta["examples"])
     with tempfile.TemporaryDirectory(prefix="irc-check-") as tmp:
-        path = Path(tmp) / "inputs.csv"  # the folder's own file is this; rewritten to be sure
+        path = Path(tmp) / "inputs.csv"  # written from the .npz: kept in check/ only if small
         write_inputs_csv(path, data["raw"], meta)
         d.upload(path, {"name": check_table(model), "replace": True}, table_vars(meta))
     comparisons, notes, predicted = [], [], []
