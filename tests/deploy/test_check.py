@@ -236,3 +236,23 @@ def test_a_large_input_keeps_its_examples_in_the_npz_only(tmp_path):
     assert report.check.ok
     assert np.array_equal(conn.tables[check_table("wide")].iloc[:, 1:].to_numpy(),
                           load_check_set(out)["raw"])
+
+
+def test_no_verify_writes_no_check_set_and_a_failure_is_a_note(tmp_path, monkeypatch, capsys):
+    from irc.backends.viya import checkset
+    from irc.cli import main
+
+    model = str(irc.__path__[0] + "/../examples/small_cnn.onnx")
+    out = tmp_path / "nv"
+    assert main(["compile", model, "-o", str(out), "--no-verify"]) == 0
+    assert not (out / CHECK_DIR).exists() and "no check set written" in capsys.readouterr().out
+
+    def broken(*args):
+        raise RuntimeError("the source runtime crashed")
+
+    monkeypatch.setattr(checkset, "_run_source", broken)
+    model_obj = irc.compile(model)
+    model_obj.save(tmp_path / "broken")
+    assert not (tmp_path / "broken" / CHECK_DIR).exists()
+    assert any("RuntimeError: the source runtime crashed" in n for n in model_obj.notes)
+    assert "action deepLearn.dlScore" not in (tmp_path / "broken" / "model.sas").read_text()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -247,10 +248,15 @@ def add_check_set(folder: Path, src) -> list[str]:
     from irc.errors import IrcError
 
     if src is None:
-        return ["no check set written (check/): the model was not compiled from a source in "
-                "this run, so there are no source outputs to store"]
+        return ["no check set written (check/): the source was not run (--no-verify, or a "
+                "model not compiled from a source in this run)"]
     try:
         write_check_set(folder, src)
     except (IrcError, CheckSetUnavailable, ImportError) as exc:
+        shutil.rmtree(folder / CHECK_DIR, ignore_errors=True)
         return [f"no check set written (check/): {getattr(exc, 'message', None) or exc}"]
+    except Exception as exc:  # noqa: BLE001 - a source runtime's own error, or a bug of ours:
+        # the model's files are complete without a check set, so say it instead of failing
+        shutil.rmtree(folder / CHECK_DIR, ignore_errors=True)
+        return [f"no check set written (check/): {type(exc).__name__}: {exc}"]
     return []
