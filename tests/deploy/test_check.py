@@ -256,3 +256,20 @@ def test_no_verify_writes_no_check_set_and_a_failure_is_a_note(tmp_path, monkeyp
     assert not (tmp_path / "broken" / CHECK_DIR).exists()
     assert any("RuntimeError: the source runtime crashed" in n for n in model_obj.notes)
     assert "action deepLearn.dlScore" not in (tmp_path / "broken" / "model.sas").read_text()
+
+
+def test_through_the_model_table_too(vgg, tmp_path):
+    report, conn = _deploy(vgg, tmp_path, use_table=True)
+    assert "deepLearn.addLayer" not in conn.names() and report.check.ok
+
+
+def test_a_failing_dlscore_is_said_not_hidden(small_cnn, tmp_path):
+    """A server that refuses the call (injected failure of dlScore): the model is deployed, the
+    check says it could not run, and the deploy counts as failed (exit 1)."""
+    import tempfile
+
+    conn = FakeCAS(caslibs={"CASUSER": tempfile.mkdtemp(dir=tmp_path)},
+                   fail="deepLearn.dlScore")
+    report = deploy(small_cnn, conn)
+    assert report.layers > 0 and report.check_failed
+    assert "could NOT run" in report.summary() and "injected failure" in report.summary()

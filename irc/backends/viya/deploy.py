@@ -423,9 +423,12 @@ def deploy(outdir, conn, *, caslib=None, server_path=None, labels=None, upload_w
                    replace=bool(replace))
             report.saved.append(f"{table}.sashdat")
     if check:
-        from irc.backends.viya.servercheck import run_check
+        from irc.backends.viya.servercheck import ServerCheck, run_check
 
-        report.check = run_check(d, folder, model, names)
+        try:
+            report.check = run_check(d, folder, model, names)
+        except ActionFailed as exc:  # e.g. a server without dlScore's dataSpecs
+            report.check = ServerCheck(None, None, exc.message)
         if report.check is None:
             report.notes.append("the folder has no check set (check/): nothing was scored; "
                                 "recompile with this irc to get one")

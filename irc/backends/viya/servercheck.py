@@ -71,14 +71,18 @@ def layer_values(frame) -> np.ndarray:
 
 @dataclass
 class ServerCheck:
-    result: object  # irc.verify.VerifyResult
+    result: object  # irc.verify.VerifyResult (None when the check could not run)
     first_bad: str | None  # the first checked layer (addLayer order) beyond tolerance
+    error: str | None = None  # why the check could not run (a failed action)
 
     @property
     def ok(self) -> bool:
-        return self.result.ok
+        return self.error is None and self.result.ok
 
     def text(self) -> str:
+        if self.error is not None:
+            return ("check on the server could NOT run (the model and weights did load):\n"
+                    f"    {self.error}\n    (irc deploy --no-check skips it)")
         lines = ["check on the server (dlScore of the folder's check set):", self.result.table()]
         if self.first_bad:
             lines.append(f"first diverging checked layer: {self.first_bad}")
