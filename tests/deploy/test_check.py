@@ -273,3 +273,15 @@ def test_a_failing_dlscore_is_said_not_hidden(small_cnn, tmp_path):
     report = deploy(small_cnn, conn)
     assert report.layers > 0 and report.check_failed
     assert "could NOT run" in report.summary() and "injected failure" in report.summary()
+
+
+def test_a_fixed_batch_source_gets_whole_runs(tmp_path):
+    """An ONNX source that declares batch 2 (vgg_like with its batch fixed): the check set holds
+    two examples (three would not be whole runs), and the server check matches."""
+    proto = vgg_like()
+    proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2
+    out = tmp_path / "fixed"
+    irc.compile(proto, name="fixed").save(out)
+    assert load_check_set(out)["meta"]["examples"] == 2
+    report, _ = _deploy(out, tmp_path)
+    assert report.check.ok

@@ -3,8 +3,8 @@ can score them and the user can see that the model it built computes what the so
 
 Written at compile time into ``check/`` (docs/output-folder.md):
 
-- ``inputs.csv`` (kept up to CSV_MAX bytes): one row per example, ``_id_`` (1, 2, ...) then ``x_0 .. x_{K-1}``, the raw
-  values Viya's input layer reads, flattened as (C, H, W) (a sequence model's input layer is
+- ``inputs.csv`` (kept up to CSV_MAX bytes): one row per example, ``_id_`` (1, 2, ...) then
+  ``x_0 .. x_{K-1}``, the raw values Viya's input layer reads, flattened as (C, H, W) (a sequence model's input layer is
   1 x 1 x T*d). Every value lies on a grid of 2^-k (integers where the input layer scales by
   1/255 or so), so the decimal text, float32 and float64 all hold it exactly: the server reads
   the very values the source was run on.
@@ -96,18 +96,22 @@ def _example_count(payloads: dict) -> int:
 def _run_source(src, payloads: dict, feeds: dict) -> dict[str, np.ndarray]:
     """The source framework's outputs, examples on axis 0 (as irc verify runs it)."""
     from irc.frontends.source import run_source
-    from irc.verify import _batch_axis, _run_onnx, declared_batch
+    from irc.verify import _batch_axis, _run_onnx
 
     out_axes = payloads["input"].get("output_batch_axes", {})
     if src.kind == "onnx":
-        fixed = declared_batch(src, _batch_axis(payloads))
-        n = next(iter(feeds.values())).shape[_batch_axis(payloads)]
-        if fixed and n % fixed:
-            raise CheckSetUnavailable(f"the source declares a fixed batch of {fixed}")
-        ref = _run_onnx(src, feeds, fixed, (_batch_axis(payloads), out_axes))
+        ref = _run_onnx(src, feeds, _fixed_batch(src, payloads),
+                        (_batch_axis(payloads), out_axes))
     else:
         ref = run_source(src, feeds)
     return {k: np.moveaxis(v, out_axes.get(k, 0), 0) for k, v in ref.items()}
+
+
+def _fixed_batch(src, payloads: dict) -> int | None:
+    """The batch size an ONNX source fixes on its input (None: free)."""
+    from irc.verify import _batch_axis, declared_batch
+
+    return declared_batch(src, _batch_axis(payloads))
 
 
 def _pick_layers(model_files, outputs: set[str], shapes: dict, n: int) -> list[str]:
@@ -137,6 +141,9 @@ def build_check_set(folder: Path, src) -> dict:
     if len(payloads["input"]["sources"]) != 1:
         raise CheckSetUnavailable("the source has several inputs")
     n = _example_count(payloads)
+    fixed = _fixed_batch(src, payloads)
+    if fixed:  # whole runs of the batch the source declares
+        n = max(fixed, n // fixed * fixed)
     raw = make_raw_inputs(payloads, n)
     (in_name,) = payloads["input"]["sources"]
     reference = _run_source(src, payloads, {in_name: source_input(payloads, raw)})
