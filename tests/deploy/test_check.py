@@ -285,3 +285,34 @@ def test_a_fixed_batch_source_gets_whole_runs(tmp_path):
     assert load_check_set(out)["meta"]["examples"] == 2
     report, _ = _deploy(out, tmp_path)
     assert report.check.ok
+
+
+def test_keras_channels_last_and_pytorch_sources(tmp_path):
+    """The check set runs each framework's own runtime on the source's layout (Keras NHWC,
+    PyTorch NCHW); the server check of the good folders matches, so the examples reached the
+    source as Viya's input layer reads them."""
+    import importlib.util
+
+    if not all(importlib.util.find_spec(m) for m in ("tensorflow", "keras", "torch")):
+        pytest.skip("Keras or PyTorch is not installed")
+    from irc.frontends.keras.runtime import tf_modules
+    import torch
+
+    keras = tf_modules().keras
+    x = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
+    y = keras.layers.Dense(3, activation="softmax", name="out")(keras.layers.Flatten()(h))
+    kmodel = keras.Model(x, y, name="k")
+    rng = np.random.default_rng(0)
+    kmodel.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32)
+                        for w in kmodel.get_weights()])
+    torch.manual_seed(0)
+    tmodel = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                 torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 3)).eval()
+    for name, model, kwargs in [("k", kmodel, {}),
+                                ("t", tmodel, {"example_inputs": (torch.zeros(1, 3, 8, 8),)})]:
+        out = tmp_path / name
+        irc.compile(model, name=name, **kwargs).save(out)
+        assert (out / CHECK_DIR / "checkset.npz").is_file(), name
+        report, _ = _deploy(out, tmp_path)
+        assert report.check.ok, report.summary()
