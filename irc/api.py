@@ -99,7 +99,7 @@ def compile(source, name: str | None = None, input_shape=None,
                   refusals=ctx.refusals)
     model.has_weights = imported.has_weights
     model.notes.extend(imported.warnings)
-    model.origin = imported.source  # model.verify() runs it
+    model.origin = imported.source  # model.verify() and the check set (checkset.py) run it
     return model
 
 

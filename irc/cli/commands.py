@@ -47,6 +47,8 @@ def _compile(args, progress) -> int:
                 file=args.model, hint="nothing was written; `irc compile --no-verify` keeps the "
                                       "files for `irc verify` / inspection")
 
+    if args.no_verify:  # no source run at all: no check set (irc deploy --check) either
+        model.origin = None
     tick = progress.counter("writing weights", len(model.weighted_layers()))
     out = model.save(args.output, force=args.force, progress=tick, check=check)
     progress.done()

@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="upload model_table.csv instead of buildModel/addLayer")
     p.add_argument("--no-replace", action="store_true", help="fail if the model exists")
     p.add_argument("--no-save", action="store_true", help="keep session tables only (no .sashdat)")
+    check = p.add_mutually_exclusive_group()
+    check.add_argument("--check", dest="check", action="store_true", default=True,
+                       help="score the folder's check set with dlScore and compare (default)")
+    check.add_argument("--no-check", dest="check", action="store_false")
     common(p, quiet=False)
     p.set_defaults(func=cmd_deploy)
 

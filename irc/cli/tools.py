@@ -128,8 +128,9 @@ def cmd_deploy(args) -> int:
     try:
         report = deploy(args.folder, conn, caslib=args.caslib, server_path=args.server_path,
                         labels=args.labels, upload_weights=args.upload, use_table=args.use_table,
-                        replace=not args.no_replace, save=not args.no_save)
+                        replace=not args.no_replace, save=not args.no_save,
+                        check=args.check)
     finally:
         conn.close()
     print(report.summary())
-    return 0
+    return 1 if report.check_failed else 0

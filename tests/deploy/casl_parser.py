@@ -3,7 +3,10 @@
 Handles ``%let VAR=value;``, ``/* comments */``, and inside ``proc cas; ... quit;`` the
 statements ``loadactionset "set";`` and ``[action] set.name / key=value ...;`` with values:
 'single-quoted' strings ('' escapes a quote), "double-quoted" strings (kept raw, e.g.
-"&IRC_WEIGHTS_PATH"), integers, floats, true/false, {lists} and {key=value dictionaries}.
+"&IRC_WEIGHTS_PATH"), integers, floats, true/false, {lists} and {key=value dictionaries};
+``action set.name result=VAR / ...;``; a variable set to a constant (``v = {...};``) and used as
+a parameter value; any other CASL statement (expressions, ``do ... end;``, ``print``) is kept
+as its text, statement by statement, in ``code``.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ TOKEN = re.compile(r"""
   | (?P<num>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)
   | (?P<name>[A-Za-z_&][\w.&]*)
   | (?P<punct>[{}=,/;])
+  | (?P<op>\|\||<=|>=|[-+*()\[\]<>.])
   | (?P<space>\s+)
 """, re.S | re.X)
 
@@ -47,12 +51,15 @@ class _Parser:
     def __init__(self, text):
         self.toks = list(tokens(text))
         self.i = 0
+        self.variables: dict = {}
 
     def peek(self, k=0):
         return self.toks[self.i + k] if self.i + k < len(self.toks) else (None, None)
 
     def take(self, kind=None, raw=None):
         tok = self.peek()
+        if tok[0] is None:
+            raise SyntaxError("unexpected end of the program")
         if (kind and tok[0] != kind) or (raw and str(tok[1]).lower() != raw):
             raise SyntaxError(f"expected {raw or kind}, got {tok}")
         self.i += 1
@@ -61,6 +68,8 @@ class _Parser:
     def value(self):
         if self.peek()[0] == "value":
             return self.take()
+        if self.peek()[0] == "name" and self.peek()[1] in self.variables:
+            return self.variables[self.take()]
         self.take("punct", "{")
         if self.peek()[0] == "name" and self.peek(1) == ("punct", "="):
             out = self.assignments(until=("punct", "}"))
@@ -74,6 +83,7 @@ class _Parser:
         return out
 
     def statement(self):
+        start = self.i
         word = self.take("name")
         if word.lower() == "loadactionset":
             name = self.take("value")
@@ -81,10 +91,37 @@ class _Parser:
             return ("loadactionset", {"actionSet": name})
         if word.lower() == "action":
             word = self.take("name")
-        self.take("punct", "/")
-        params = self.assignments(until=("punct", ";"))
+            if self.peek() == ("name", "result"):
+                self.take()
+                self.take("punct", "=")
+                self.take("name")
+            self.take("punct", "/")
+            params = self.assignments(until=("punct", ";"))
+            self.take("punct", ";")
+            return (word, params)
+        if self.peek() == ("punct", "=") and self.constant_follows():
+            self.take()
+            self.variables[word] = self.value()
+            self.take("punct", ";")
+            return ("=", {word: self.variables[word]})
+        self.i = start  # any other statement: its tokens up to the ';'
+        text = []
+        while self.peek() != ("punct", ";"):
+            text.append(str(self.take()))
         self.take("punct", ";")
-        return (word, params)
+        return ("code", " ".join(text))
+
+    def constant_follows(self) -> bool:
+        """After ``name =``: a constant up to the ';' (not an expression)?"""
+        save = self.i
+        try:
+            self.take("punct", "=")
+            self.value()
+            return self.peek() == ("punct", ";")
+        except (SyntaxError, IndexError):
+            return False
+        finally:
+            self.i = save
 
     def assignments(self, until) -> dict:
         """``name = value`` pairs, commas optional, up to (not taking) the token ``until``."""
@@ -107,10 +144,14 @@ def parse_casl(text: str) -> dict:
     if not start or not end:
         raise SyntaxError("no `proc cas; ... quit;` block")
     parser = _Parser(body[start.end():end.start()])
-    actions = []
+    actions, code = [], []
     while parser.peek()[0] is not None:
-        actions.append(parser.statement())
-    return {"lets": lets, "actions": actions}
+        kind, what = parser.statement()
+        if kind == "code":
+            code.append(what)
+        elif kind != "=":
+            actions.append((kind, what))
+    return {"lets": lets, "actions": actions, "code": code, "variables": parser.variables}
 
 
 def same(a, b) -> bool:

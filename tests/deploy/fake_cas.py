@@ -25,6 +25,9 @@ import pandas as pd
 import swat
 from swat.cas.results import CASResults
 
+from tests.deploy.fake_score import dlpy_dlscore_params, dlscore, fetch
+
+DLPY_DLSCORE_PARAMS = dlpy_dlscore_params()
 SIGNATURES = {  # action -> (accepted parameters, required ones); CAS names are case-insensitive
     "builtins.loadactionset": ({"actionset"}, {"actionset"}),
     "deeplearn.buildmodel": ({"model", "type"}, {"model"}),
@@ -41,6 +44,11 @@ SIGNATURES = {  # action -> (accepted parameters, required ones); CAS names are 
     "table.save": ({"table", "name", "caslib", "replace"}, {"table", "name"}),
     "table.attribute": ({"task", "name", "caslib", "attrtable"}, {"task", "name"}),
     "table.upload": ({"casout", "importoptions"}, {"importoptions"}),
+    # every parameter DLPy 1.3 sends to dlScore (dlpy_dlscore.json), plus dataSpecs (DLPy's
+    # DataSpec, which binds table columns to the input layer)
+    "deeplearn.dlscore": (DLPY_DLSCORE_PARAMS | {"dataspecs"}, {"model", "initweights", "table"}),
+    "table.fetch": ({"table", "to", "from", "index", "maxrows", "fetchvars", "sortby"},
+                    {"table"}),
 }
 ALIASES = {"convolution": "convo", "pooling": "pool", "fullconnect": "fc"}
 _CONVO = {"nfilters", "width", "height", "stridevertical", "stridehorizontal", "act", "includebias"}
@@ -269,6 +277,8 @@ class FakeCAS:
         kind = ALIASES.get(layer["type"].lower(), layer["type"].lower())
         if not layers and kind != "input":
             return self._error("deepLearn.addLayer", ["ERROR: The first layer must be input."])
+        model.setdefault("calls", []).append({"name": p["name"], "layer": dict(p["layer"]),
+                                              "srcLayers": list(p.get("srclayers") or [])})
         layers.append({"name": p["name"].lower(), "kind": kind, "n": layer.get("n"),
                        "options": layer,
                        "src": [s.lower() for s in p.get("srclayers") or []],
@@ -316,6 +326,9 @@ class FakeCAS:
                          else None)
         name = p["modelweights"]["name"].lower()
         self.tables[name] = pd.DataFrame({"_LayerID_": [0.0] * int(sum(sizes))})
+        # what dlScore computes with (tests/deploy/fake_score.py): the bytes the server read
+        model.update(h5=data, weights=name, labels=None if "labeltable" not in p else
+                     self.tables[p["labeltable"]["name"].lower()]["label"].tolist())
         return results(OutputCasTables=pd.DataFrame([{"Name": name, "Rows": int(sum(sizes))}]))
 
     def _table_tableexists(self, p):
@@ -336,6 +349,12 @@ class FakeCAS:
         if "where" in table:
             frame = frame[frame[where.group(1)] == where.group(2)]
         return results(numrows=len(frame))
+
+    def _deeplearn_dlscore(self, p):
+        return results(**dlscore(self, p))
+
+    def _table_fetch(self, p):
+        return results(Fetch=fetch(self, p))
 
     def _table_attribute(self, p):
         assert p["task"] == "convert" and p["name"].lower() in self.tables
@@ -373,7 +392,7 @@ class FakeCAS:
             return self._error("table.upload", [f"ERROR: The table {name} already exists."])
         self.tables[name] = frame
         if list(frame.columns)[:2] == ["_DLKey0_", "_DLKey1_"]:
-            self.models[name] = _model_from_rows(frame)
+            self.models[name] = {**_model_from_rows(frame), "table": frame}
         return results(caslib=self.active, tableName=name.upper(), casTable=name)
 
 
@@ -400,7 +419,8 @@ def _check_datasets(f: h5py.File, layer: dict) -> None:
         gn = GATES[str(opts["rnntype"]).lower()] * opts["n"]
         assert kernel.shape[1] == gn, f"§5.5 {name}: kernel (d, G*n) {kernel.shape}"
         assert data["recurrent_kernel"].shape == (opts["n"], gn), f"§5.5 {name}: (n, G*n)"
-        assert data["bias"].shape in ((gn,), (2, gn)), f"§5.5 {name}: bias {data['bias'].shape}"
+        two_rows = ((2, gn),) if str(opts["rnntype"]).lower() == "gru" else ()  # reset-after
+        assert data["bias"].shape in ((gn,), *two_rows), f"§5.5 {name}: bias {data['bias'].shape}"
 
 
 def _cast(var, cell):

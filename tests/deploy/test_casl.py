@@ -69,3 +69,39 @@ def test_casl_values_round_trip():
     assert casl_value("it's") == "'it''s'"
     with pytest.raises(ValueError):
         casl_value(float("nan"))
+
+
+def test_check_section_matches_the_check_and_its_payloads(small_cnn):
+    """model.sas's check scores each example at each listed layer with exactly the dlScore
+    parameters `irc deploy --check` sends, and carries the check set's reference values."""
+    from irc.backends.viya.casl import CASL_CHECK_VALUES, CHECK_VAR
+    from irc.backends.viya.checkset import load_check_set
+    from irc.backends.viya.servercheck import check_table, score_params
+
+    program = parse_casl((small_cnn / "model.sas").read_text())
+    payloads = json.loads((small_cnn / "model.json").read_text())
+    check = load_check_set(small_cnn)
+    meta, n = check["meta"], check["meta"]["examples"]
+    assert program["lets"][CHECK_VAR] == "check/inputs.csv"
+    names = [name for name, _ in program["actions"]]
+    start = names.index("deepLearn.modelInfo") + 1
+    load = program["actions"][start]
+    assert load[0] == "table.loadTable" and same(load[1], {
+        "caslib": f"&{CASLIB_VAR}", "path": f"&{CHECK_VAR}",
+        "casOut": {"name": check_table("small_cnn"), "replace": True},
+        "importOptions": {"fileType": "csv", "getNames": True}})
+    listed = [e for e in meta["checked"] if n * __import__("math").prod(e["shape"])
+              <= CASL_CHECK_VALUES]
+    assert [e["layer"] for e in listed] == ["classifier"]  # the conv layers are too large
+    rest = program["actions"][start + 1:]
+    assert [name for name, _ in rest] == ["deepLearn.dlScore", "table.fetch"] * n
+    for k, (params, fetch) in enumerate(zip(rest[::2], rest[1::2]), 1):
+        assert same(params[1], score_params(meta, "small_cnn", k, "classifier")), params
+        assert same(fetch[1], {"table": {"name": "small_cnn_check_layer"}, "to": 1,
+                               "index": False})
+    ref = program["variables"]["irc_ref"]
+    assert ref == [float(v) for v in check["outputs"]["prob"].ravel()]
+    assert f"irc_ok = ( irc_maxabs <= {meta['atol']!r} + {meta['rtol']!r} * irc_scale )" \
+        in program["code"]
+    assert any(c.startswith("do irc_j = 1 to 10") for c in program["code"])
+    assert len(payloads["addLayer"]) == names.count("deepLearn.addLayer")

@@ -26,7 +26,8 @@ def example_out(tmp_path_factory):
 def test_example_folder_holds_the_artifacts(example_out):
     names = sorted(p.name for p in example_out.iterdir())
     # the residual layer has no confirmed table code, so the table is (rightly) absent
-    assert names == ["model.json", "model.sas", "name_map.json", "small_cnn_weights.kerasmodel.h5"]
+    assert names == ["check", "model.json", "model.sas", "name_map.json",
+                     "small_cnn_weights.kerasmodel.h5"]
     payloads = json.loads((example_out / "model.json").read_text())
     assert any("model_table.csv not written" in n and "res_add" in n for n in payloads["notes"])
 

@@ -97,6 +97,11 @@ class DeployReport:
     messages: list[str] = field(default_factory=list)  # server messages, scrubbed
     notes: list[str] = field(default_factory=list)
     saved: list[str] = field(default_factory=list)  # .sashdat files written into the caslib
+    check: object = None  # servercheck.ServerCheck: the check set scored on the server
+
+    @property
+    def check_failed(self) -> bool:
+        return self.check is not None and not self.check.ok
 
     def summary(self) -> str:
         how = "model_table.csv upload" if self.used_table else "buildModel + addLayer"
@@ -109,6 +114,8 @@ class DeployReport:
         if self.saved:
             lines.append(f"  saved in caslib {self.caslib!r}: {', '.join(self.saved)}")
         lines += [f"  note: {n}" for n in self.notes]
+        if self.check is not None:
+            lines.append(self.check.text())
         return "\n".join(lines)
 
 
@@ -318,7 +325,7 @@ def _hdf5_values(path: Path) -> int:
 
 
 def deploy(outdir, conn, *, caslib=None, server_path=None, labels=None, upload_weights=None,
-           use_table=False, replace=True, save=False) -> DeployReport:
+           use_table=False, replace=True, save=False, check=True) -> DeployReport:
     """Deliver an ``irc compile`` output folder through an open swat connection ``conn``.
 
     caslib: the path caslib that holds (or receives) the HDF5 file; default the session's
@@ -334,6 +341,8 @@ def deploy(outdir, conn, *, caslib=None, server_path=None, labels=None, upload_w
         ``<model>.sashdat``, ``<model>_weights.sashdat``, ``<model>_weights_attr.sashdat`` in
         ``caslib`` (``table.save``, as DLPy does): the tables deploy creates are session
         tables, gone when the CAS session ends.
+    check: once the model and weights load, score the folder's check set (check/) with
+        dlScore and compare every checked layer as `irc verify` does (``report.check``).
     """
     folder = Path(outdir)
     payloads = _read_payloads(folder)
@@ -413,6 +422,16 @@ def deploy(outdir, conn, *, caslib=None, server_path=None, labels=None, upload_w
             d.call("table.save", table={"name": table}, name=f"{table}.sashdat", caslib=lib,
                    replace=bool(replace))
             report.saved.append(f"{table}.sashdat")
+    if check:
+        from irc.backends.viya.servercheck import ServerCheck, run_check
+
+        try:
+            report.check = run_check(d, folder, model, names)
+        except ActionFailed as exc:  # e.g. a server without dlScore's dataSpecs
+            report.check = ServerCheck(None, None, exc.message)
+        if report.check is None:
+            report.notes.append("the folder has no check set (check/): nothing was scored; "
+                                "recompile with this irc to get one")
     return report
 
 

@@ -82,7 +82,8 @@ class ViyaModel:
     source: str = ""
     notes: list[str] = field(default_factory=list)  # open points this model relies on
     has_weights: bool = True  # False: structure only (e.g. a Caffe net without .caffemodel)
-    # what irc.compile read (irc.frontends.source.Source, with its options): what verify() runs
+    # what irc.compile read (irc.frontends.source.Source, with its options): what verify() and
+    # the check set run
     origin: object = field(default=None, repr=False, compare=False)
 
     @property

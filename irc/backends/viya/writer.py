@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from irc.backends.viya.casl import write_casl
+from irc.backends.viya.checkset import add_check_set, load_check_set
 from irc.backends.viya.hdf5 import write_weights
 from irc.backends.viya.table import TableNotExpressible, write_table_csv
 from irc.errors import IrcIOError
@@ -42,11 +43,17 @@ def write_folder(model, folder: Path, progress=None) -> list[str]:
     model.notes.extend(n for n in notes if n not in model.notes)
     payloads = model.payloads()
     _write_json(folder / "model.json", payloads)
-    # The same model as a CASL program for SAS Studio users (deepLearn actions).
-    (folder / "model.sas").write_text(write_casl(payloads), encoding="utf-8")
     if model.has_weights:
         write_weights(model, folder / model.weights_file, progress=progress)
     _write_json(folder / "name_map.json", name_map(model))
+    if model.has_weights:  # verification examples a CAS server can score (irc deploy --check)
+        check_notes = add_check_set(folder, getattr(model, "origin", None))
+        model.notes.extend(n for n in check_notes if n not in model.notes)
+        notes += check_notes
+    # The same model as a CASL program for SAS Studio users (deepLearn actions), with the
+    # check set's scoring when there is one.
+    (folder / "model.sas").write_text(write_casl(payloads, load_check_set(folder)),
+                                      encoding="utf-8")
     return notes
 
 
