@@ -66,6 +66,10 @@ EMIT = {  # viya-target.md §3.2 "emit" (normstds and explicit padding are condi
     "batchnorm": {"act"}, "residual": {"act"}, "concat": {"act"},
     "reshape": {"width", "height", "depth", "act"},
     "recurrent": {"n", "rnntype", "outputtype", "reversed", "act"},
+    # DLPy's Detection layer (the parameters its to_model_params sends; no §3.2 row)
+    "detection": {"act", "detectionmodeltype", "softmaxforclassprob", "coordtype",
+                  "classnumber", "gridnumber", "predictionspergrid", "detectionthreshold",
+                  "iouthreshold", "maxboxes"},
 }
 ALSO = {  # §3.2 "also accepted"
     "input": {"normstds", "std", "nominals", "dropout", "offsetstd"},
@@ -78,6 +82,9 @@ ALSO = {  # §3.2 "also accepted"
     "reshape": {"order", "fcmpact"},
     "recurrent": {"maxoutputlength", "init", "std", "mean", "truncationfactor", "dropout",
                   "initbias"},
+    "detection": {"anchors", "dosqrt", "coordscale", "objectscale", "predictionnotaobjectscale",
+                  "classscale", "randomboxes", "matchanchorsize", "numtoforcecoord",
+                  "forcecoordscale", "maxlabelperimage"},
 }
 ACTS = {"identity", "relu", "rectifier", "tanh", "sigmoid", "logistic", "softplus", "elu", "leaky",
         "auto", "fcmp", "exp", "sin", "cos"}
@@ -93,7 +100,7 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # §5.5
 class StandInViolation(BaseException):
     """irc sent what viya-target.md does not allow; not an Exception, so nothing swallows it."""
 LAYER_CODES = {1: "input", 2: "convo", 3: "pool", 4: "fc", 5: "output", 6: "recurrent",
-               8: "batchnorm", 9: "residual", 10: "concat", 14: "reshape"}
+               8: "batchnorm", 9: "residual", 10: "concat", 11: "detection", 14: "reshape"}
 COLUMN_TYPES = {"varchar", "char", "double", "int64", "int32"}
 
 

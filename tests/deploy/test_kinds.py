@@ -165,3 +165,26 @@ def test_only_swat_errors_become_action_failures(folders, tmp_path, monkeypatch)
     monkeypatch.setattr(conn, "retrieve", swat_fails)
     with pytest.raises(ActionFailed, match="connection reset"):
         deploy(folders["cnn"], conn)
+
+
+def test_a_detection_model_deploys_and_its_casl_matches(tmp_path):
+    """A YOLOv2 head (Viya's detection layer after the grid): the stand-in takes the layer with
+    DLPy's Detection parameters, weights for every other layer, and model.sas sends the same
+    addLayer calls as model.json."""
+    from irc.backends.viya.casl import write_casl
+    from tests.deploy.casl_parser import parse_casl, same
+    from tests.detection.test_detection_layer import ANCHORS, tiny_yolo
+
+    folder = tmp_path / "yolo"
+    irc.compile(tiny_yolo(classes=4), name="yolo", detection={
+        "version": "yolov2", "classes": 4, "boxes": 5, "anchors": ANCHORS}).save(folder)
+    payloads = json.loads((folder / "model.json").read_text())
+    assert payloads["addLayer"][-1]["layer"]["type"] == "detection"
+    conn = FakeCAS(caslibs={"CASUSER": str(tmp_path)})
+    report = deploy(folder, conn, check=False)
+    assert not conn.violations
+    kinds = [layer["kind"] for layer in conn.models[report.model]["layers"]]
+    assert kinds[-1] == "detection"
+    calls = [params for name, params in parse_casl(write_casl(payloads))["actions"]
+             if name == "deepLearn.addLayer"]
+    assert same(calls[-1], payloads["addLayer"][-1])
