@@ -45,9 +45,20 @@ class OutputComparison:
     shape: tuple[int, ...]
     max_abs: float
     max_rel: float
-    ok: bool
+    ok: bool  # passes: a match, or within the source's float32 noise
     scaled: float = 0.0
     margin: float = 0.0
+    # Set when the scaled criterion failed and the source ran in float64 (absolute values):
+    noise: float | None = None  # max |source float32 - source float64|
+    off_float64: float | None = None  # max |viya - source float64|
+    scale: float = 0.0  # max |source float32|
+
+    @property
+    def verdict(self) -> str:
+        """"match", "noise" (within the source's own float32 noise) or "mismatch"."""
+        if not self.ok:
+            return "mismatch"
+        return "match" if self.margin <= 1.0 else "noise"
 
 
 @dataclass
@@ -62,6 +73,14 @@ class VerifyResult:
     def ok(self) -> bool:
         return all(c.ok for c in self.comparisons)
 
+    @property
+    def verdict(self) -> str:
+        """"match", "noise" (every failing output within the source's float32 noise) or
+        "mismatch"; exit code 0 for the first two."""
+        verdicts = {c.verdict for c in self.comparisons}
+        return "mismatch" if "mismatch" in verdicts else "noise" if "noise" in verdicts \
+            else "match"
+
     def table(self) -> str:
         head = (f"{'source output':<28} {'viya layer':<24} {'shape':<14} {'max abs':>10} "
                 f"{'max rel':>10} {'abs/scale':>10} {'margin':>8}  ok")
@@ -70,12 +89,37 @@ class VerifyResult:
             shape = "x".join(str(d) for d in c.shape)
             lines.append(f"{c.source_output:<28} {c.viya_layer:<24} {shape:<14} {c.max_abs:>10.3g} "
                          f"{c.max_rel:>10.3g} {c.scaled:>10.3g} {c.margin:>8.3g}  "
-                         f"{'yes' if c.ok else 'NO'}")
+                         f"{ {'match': 'yes', 'noise': 'noise'}.get(c.verdict, 'NO')}")
+        lines.extend(_float64_block(self.comparisons, self.atol))
+        verdict = {"match": "all outputs match",
+                   "noise": "within the source's own float32 noise (see the float64 check)",
+                   "mismatch": "MISMATCH"}[self.verdict]
         lines.append(f"{self.n_examples} example(s); each output within atol + rtol * max|ref| "
                      f"(rtol={self.rtol:g}, atol={self.atol:g}; margin = max abs / that, "
-                     "at most 1): " + ("all outputs match" if self.ok else "MISMATCH"))
+                     "at most 1): " + verdict)
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
+
+
+def _float64_block(comparisons, atol: float) -> list[str]:
+    """The three distances of each output checked against the source run in float64, in units
+    of the output's scale (max |source float32|)."""
+    from irc.verify_float64 import NOISE_FACTOR
+
+    checked = [c for c in comparisons if c.noise is not None]
+    if not checked:
+        return []
+    head = (f"{'float64 check':<28} {'viya-src32':>11} {'src32-src64':>12} {'viya-src64':>11} "
+            f"{'allowed':>10}  verdict")
+    lines = [f"float64 check: the source re-run in float64; distances are max |d| / max|ref|; "
+             f"allowed = ({NOISE_FACTOR:g} x src32-src64 + atol) / max|ref|", head]
+    for c in checked:
+        scale = c.scale if c.scale > 0 else 1.0
+        allowed = (NOISE_FACTOR * c.noise + atol) / scale
+        lines.append(f"{c.source_output:<28} {c.scaled:>11.3g} {c.noise / scale:>12.3g} "
+                     f"{c.off_float64 / scale:>11.3g} {allowed:>10.3g}  "
+                     + ("within float32 noise" if c.ok else "MISMATCH"))
+    return lines
 
 
 def _read_json(path: Path) -> dict:
@@ -185,19 +229,24 @@ def _example_count(fixed: int | None, batch: int) -> int:
 
 
 def _run_onnx(src, feeds: dict[str, np.ndarray], fixed: int | None,
-              axes=(0, {}), notes: list[str] | None = None) -> dict[str, np.ndarray]:
+              axes=(0, {}), notes: list[str] | None = None,
+              used: list | None = None) -> dict[str, np.ndarray]:
     """onnxruntime's outputs for ``feeds``, in runs of the declared batch when it is fixed.
 
     ``axes``: the batch axis of the inputs, and of each output where it is not 0. A model older
     than opset 9 that onnxruntime cannot run (it dropped some opset-6 kernels) runs as
-    onnx.version_converter upgrades it, the form irc compiled; ``notes`` is told."""
+    onnx.version_converter upgrades it, the form irc compiled; ``notes`` is told. ``used``
+    receives the model that ran (a ModelProto or a path)."""
     model = src.model if not isinstance(src.model, Path) else str(src.model)
+    used = used if used is not None else []
     try:
+        used.append(model)
         return _run_onnx_model(model, src, feeds, fixed, axes)
     except InvalidModel:
         upgraded = _upgraded_old_opset(src)
         if upgraded is None:
             raise
+    used.append(upgraded)
     if notes is not None:
         notes.append("onnxruntime cannot run the source at its old opset; verified against it "
                      "as onnx.version_converter upgrades it (the form irc compiled)")
@@ -220,6 +269,11 @@ def _upgraded_old_opset(src):
 def _run_onnx_model(model, src, feeds, fixed, axes) -> dict[str, np.ndarray]:
     from irc.ir.onnx_export import run_onnxruntime
 
+    return _onnx_runs(lambda f: run_onnxruntime(model, f), src, feeds, fixed, axes)
+
+
+def _onnx_runs(run, src, feeds, fixed, axes) -> dict[str, np.ndarray]:
+    """``run(feeds)`` on runs of the declared batch (``fixed``), the outputs joined."""
     in_axis, out_axes = axes
     if in_axis:  # examples on axis 0 for the slicing below, the source's layout for each run
         feeds = {k: np.moveaxis(v, in_axis, 0) for k, v in feeds.items()}
@@ -230,8 +284,8 @@ def _run_onnx_model(model, src, feeds, fixed, axes) -> dict[str, np.ndarray]:
                          hint=f"give a multiple of {fixed} examples per input")
     step = fixed or n
     try:
-        runs = [run_onnxruntime(model, {k: np.moveaxis(v[i:i + step], 0, in_axis)
-                                        for k, v in feeds.items()}) for i in range(0, n, step)]
+        runs = [run({k: np.moveaxis(v[i:i + step], 0, in_axis) for k, v in feeds.items()})
+                for i in range(0, n, step)]
     except Exception as exc:  # onnxruntime raises its own exception types
         text = str(exc).strip().splitlines()[0][:400] if str(exc).strip() else type(exc).__name__
         shapes = ", ".join(f"{k} {list(v[:step].shape)}" for k, v in feeds.items())
@@ -276,8 +330,9 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
         feeds.values()))).shape[0], file=str(outdir))
     report(f"verifying: running the source model ({_RUNTIMES.get(src.kind, src.kind)})")
     run_notes: list[str] = []
-    reference = _run_onnx(src, feeds, fixed, (_batch_axis(payloads), out_axes), run_notes) \
-        if src.kind == "onnx" else run_source(src, feeds)
+    onnx_used: list = []  # the ONNX model onnxruntime ran (the float64 check copies it)
+    reference = _run_onnx(src, feeds, fixed, (_batch_axis(payloads), out_axes), run_notes,
+                          onnx_used) if src.kind == "onnx" else run_source(src, feeds)
     reference = {k: np.moveaxis(v, out_axes.get(k, 0), 0) for k, v in reference.items()}
     (source_input,) = feeds.values()
     report("verifying: running the written files with the reference executor")
@@ -293,12 +348,62 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
                                "weights?); fix it, or verify with your own --inputs")
         a = measure(ref, viya_outputs[layer], rtol, atol)
         comparisons.append(OutputComparison(out_name, layer, tuple(ref.shape[1:]), a.max_abs,
-                                            a.max_rel, a.ok, a.scaled, a.margin))
+                                            a.max_rel, a.ok, a.scaled, a.margin, scale=a.scale))
     notes = [f"the source declares a fixed batch of {fixed}: run in batches of {fixed}"] \
         if fixed and fixed > 1 else []
     notes += run_notes + _weak_comparisons(comparisons, reference, atol)
+    notes += _non_finite(comparisons, viya_outputs, name_map)
+    notes += _noise_check(comparisons, reference, viya_outputs, name_map, atol, src, feeds,
+                          lambda run, f: _onnx_runs(run, src, f, fixed, (
+                              _batch_axis(payloads), out_axes)),
+                          onnx_used[-1] if onnx_used else None, out_axes)
     return VerifyResult(comparisons, rtol, atol, batch_first(payloads, source_input).shape[0],
                         notes)
+
+
+def _non_finite(comparisons, viya_outputs, name_map) -> list[str]:
+    """Say so when the source's output is finite and the Viya one is not: irc's legalization
+    rewrites are exact for finite values only (0 * inf is NaN in a selection convolution)."""
+    return [f"output {c.source_output!r}: the source's values are finite but the Viya output "
+            "holds inf or NaN; irc's rewrites (pad, channel selection, clip, max/min) are exact "
+            "for finite values only, so an overflow inside the model (values beyond float32's "
+            "+-3.4e38, or an inf input) spreads where the source dropped it"
+            for c in comparisons
+            if not np.isfinite(viya_outputs[name_map["outputs"][c.source_output]]).all()]
+
+
+def _noise_check(comparisons, reference, viya_outputs, name_map, atol, src, feeds, onnx_runs,
+                 onnx_model, out_axes) -> list[str]:
+    """For each output failing the scaled criterion, judge it against the source run in
+    float64 (irc.verify_float64): within the source's own float32 noise, or a mismatch."""
+    from irc.verify_float64 import NOISE_FACTOR, NoFloat64Run, noise_verdict, run_float64
+
+    failing = [c for c in comparisons if not c.ok and np.isfinite(c.max_abs)]
+    if not failing:
+        return []
+    from irc.progress import report
+
+    report("verifying: re-running the source in float64 to measure its own float32 noise")
+    try:
+        exact = run_float64(src, feeds, onnx_model, onnx_runs)
+    except NoFloat64Run as exc:
+        return [f"no float64 run of the source exists ({exc}), so its float32 noise cannot be "
+                "measured: a failing output stays a mismatch"]
+    notes = []
+    for c in failing:
+        source64 = np.moveaxis(exact[c.source_output], out_axes.get(c.source_output, 0), 0)
+        c.noise, c.off_float64, c.ok = noise_verdict(
+            viya_outputs[name_map["outputs"][c.source_output]], reference[c.source_output],
+            source64, atol)
+        scale = c.scale or 1.0
+        if c.ok:
+            notes.append(
+                f"output {c.source_output!r} differs from the source's float32 output by more "
+                f"than rtol, but the source's own float32 run is {c.noise / scale:.3g} of the "
+                f"scale off its float64 run and the Viya output {c.off_float64 / scale:.3g} "
+                f"(within {NOISE_FACTOR:g}x that + atol): float32 rounding the model amplifies, "
+                "not a wrong conversion")
+    return notes
 
 
 def _weak_comparisons(comparisons, reference, atol: float) -> list[str]:
