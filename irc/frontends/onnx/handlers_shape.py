@@ -69,4 +69,13 @@ def squeeze(imp, node, attrs):
     if len(inputs) > 1 and not imp.is_const(inputs[1]):
         imp.problem(f"{node.op_type} axes are not constant")
         return
+    x_type = imp.type_of(inputs[0])
+    if node.op_type == "Squeeze" and len(inputs) > 1 and x_type is not None and \
+            not imp.is_const(inputs[0]) and any(
+                int(a) % x_type.rank == 0 for a in np.asarray(imp.const(inputs[1])).reshape(-1)):
+        imp.problem("Squeeze of axis 0, the batch axis: Viya's batch is implicit and every "
+                    "layer keeps it, so an output without a batch axis cannot be written; "
+                    "squeeze the other axes only (or remove the Squeeze and take the batch-1 "
+                    "output)")
+        return
     imp.emit(node.op_type, node, inputs=inputs)
