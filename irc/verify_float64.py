@@ -167,3 +167,55 @@ def noise_verdict(viya: np.ndarray, source32: np.ndarray, source64: np.ndarray, 
     noise = float(np.abs(s32 - ref).max()) if ref.size else 0.0
     off = float(np.abs(got - ref).max()) if ref.size else 0.0
     return noise, off, off <= NOISE_FACTOR * noise + atol
+
+
+def judge_against_float64(comparisons, reference, viya_outputs, name_map, atol, src, feeds,
+                          onnx_runs, onnx_model, out_axes) -> list[str]:
+    """For each comparison failing the scaled criterion (irc.verify), judge it against the
+    source run in float64: within the source's own float32 noise (``ok`` set, a note), or a
+    mismatch. Returns the notes."""
+    failing = [c for c in comparisons if not c.ok and np.isfinite(c.max_abs)]
+    if not failing:
+        return []
+    from irc.progress import report
+
+    report("verifying: re-running the source in float64 to measure its own float32 noise")
+    try:
+        exact = run_float64(src, feeds, onnx_model, onnx_runs)
+    except NoFloat64Run as exc:
+        return [f"no float64 run of the source exists ({exc}), so its float32 noise cannot be "
+                "measured: a failing output stays a mismatch"]
+    notes = []
+    for c in failing:
+        source64 = np.moveaxis(exact[c.source_output], out_axes.get(c.source_output, 0), 0)
+        c.noise, c.off_float64, c.ok = noise_verdict(
+            viya_outputs[name_map["outputs"][c.source_output]], reference[c.source_output],
+            source64, atol)
+        scale = c.scale or 1.0
+        if c.ok:
+            notes.append(
+                f"output {c.source_output!r} differs from the source's float32 output by more "
+                f"than rtol, but the source's own float32 run is {c.noise / scale:.3g} of the "
+                f"scale off its float64 run and the Viya output {c.off_float64 / scale:.3g} "
+                f"(within {NOISE_FACTOR:g}x that + atol): float32 rounding the model amplifies, "
+                "not a wrong conversion")
+    return notes
+
+
+def float64_table(comparisons, atol: float) -> list[str]:
+    """The three distances of each output checked against the source run in float64, in units
+    of the output's scale (max |source float32|)."""
+    checked = [c for c in comparisons if c.noise is not None]
+    if not checked:
+        return []
+    head = (f"{'float64 check':<28} {'viya-src32':>11} {'src32-src64':>12} {'viya-src64':>11} "
+            f"{'allowed':>10}  verdict")
+    lines = [f"float64 check: the source re-run in float64; distances are max |d| / max|ref|; "
+             f"allowed = ({NOISE_FACTOR:g} x src32-src64 + atol) / max|ref|", head]
+    for c in checked:
+        scale = c.scale if c.scale > 0 else 1.0
+        allowed = (NOISE_FACTOR * c.noise + atol) / scale
+        lines.append(f"{c.source_output:<28} {c.scaled:>11.3g} {c.noise / scale:>12.3g} "
+                     f"{c.off_float64 / scale:>11.3g} {allowed:>10.3g}  "
+                     + ("within float32 noise" if c.ok else "MISMATCH"))
+    return lines
