@@ -181,8 +181,11 @@ def test_a_clip_across_zero_is_within_its_stated_bound(lo, hi):
     assert np.all(got[above] == hi32), "inputs above hi give hi exactly"
 
 
-@pytest.mark.parametrize("lo,hi", [(-7.108, 7.947), (-1e-3, 1e4)], ids=["asymmetric", "tiny-huge"])
-def test_asymmetric_clips_compile_and_verify(lo, hi, tmp_path):
+@pytest.mark.parametrize("lo,hi,act", [(-7.108, 7.947, None), (-1e-3, 1e4, None),
+                                       (-1e-3, 1e4, "relu"), (None, 1e4, None)],
+                         ids=["asymmetric", "tiny-huge", "tiny-huge-after-relu", "huge-max-only"])
+def test_asymmetric_clips_compile_and_verify(lo, hi, act, tmp_path):
     """End to end at the default tolerance, on values of a few units: Clip(−1e-3, 1e4) failed
-    irc's own verification (4.9e-4 off outputs of ~1.5) although the pass had accepted it."""
-    compile_graph_and_verify(conv_then("Clip", (lo, hi), scale=0.2), tmp_path)
+    irc's own verification (4.9e-4 off outputs of ~1.5) although the pass had accepted it;
+    after a relu (lo dropped: min(x, 1e4) alone) and as a one-sided min too."""
+    compile_graph_and_verify(conv_then("Clip", (lo, hi), act=act, scale=0.2), tmp_path)

@@ -57,7 +57,9 @@ class LegalizeClip(Pass):
     NEAR_BOUND, exact inside [lo, hi] and within 0.5 ulp(|x − bound|) beyond twice it.
     ReLU6 (lo = 0): ≤ 0.5 ulp(hi), 0 and hi exact. Other two-sided clips: ≤ 1.5 ulp of
     max(|lo|, |hi|) (x − lo, c − r and the last sum round). One-sided: ≤ 1 ulp of
-    max(|x|, |bound|). Measured in tests/passes/test_legalize_clip.py.
+    max(|x|, |bound|); min(x, hi) past NEAR_BOUND (also a clip whose lo < 0 is dropped on
+    non-negative x) takes the far form: exact for x ≤ 2·hi. Measured in
+    tests/passes/test_legalize_clip.py.
     """
 
     name = "legalize_clip"
@@ -96,6 +98,11 @@ class LegalizeClip(Pass):
         name = node.name
         if lo is not None and hi is not None and lo < 0 < hi:
             return _split(graph, name, x, lo, hi, prov)
+        if lo is None and hi is not None and hi > NEAR_BOUND:  # far form: x − relu(x − hi)
+            excess = add_batchnorm(graph, x, 1.0, -hi, f"{name}_over_hi", prov, "relu")
+            return add_sum(graph, [x, add_batchnorm(graph, excess, -1.0, 0.0,
+                                                    f"{name}_minus_over_hi", prov)],
+                           f"{name}_clip", prov)
         if lo is not None:  # r = relu(x - lo) >= 0
             x = (add_unary(graph, "Relu", x, f"{name}_relu", prov) if lo == 0 else
                  add_batchnorm(graph, x, 1.0, -lo, f"{name}_above_lo", prov, "relu"))
