@@ -106,6 +106,16 @@ def test_the_ill_conditioned_net_passes_with_the_noise_note(compiled):
         run.stdout + run.stderr
 
 
+def test_irc_compile_writes_the_ill_conditioned_net(compiled, tmp_path):
+    """`irc compile` verifies before it moves the folder into place: within noise, the files
+    are written (exit 0) and the table with the note is printed."""
+    path, _ = compiled
+    run = subprocess.run([sys.executable, "-m", "irc", "compile", path, "-o", tmp_path / "o"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (tmp_path / "o" / "model.json").is_file() and "src32-src64" in run.stdout
+
+
 @pytest.mark.parametrize("name", list(CORRUPTIONS))
 def test_a_corrupted_file_still_exits_1(compiled, tmp_path, name):
     path, out = compiled
