@@ -198,3 +198,23 @@ def test_a_torch_module_is_judged_against_its_float64_copy(tmp_path):
     first_conv = next(c["name"] for c in payloads["addLayer"] if c["layer"]["type"] == "convo")
     _edit(first_conv, "bias:0", np.zeros_like)(tmp_path / "out")  # c1's bias
     assert verify(module, tmp_path / "out").verdict == "mismatch"
+
+
+def test_torch_programs_and_torchscript_run_in_float64():
+    """Every PyTorch form irc reads has a float64 run: an ExportedProgram's module and a
+    TorchScript module are copied and cast; the caller's stays float32."""
+    torch = pytest.importorskip("torch")
+    from irc.frontends.pytorch.loading import TorchModel
+    from irc.frontends.pytorch.runtime import run
+
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                                 torch.nn.ReLU()).eval()
+    x = torch.randn(1, 3, 8, 8)
+    want = module(x).detach().numpy()
+    forms = [TorchModel(torch.export.export(module, (x,)), (x,), "<program>",
+                        "exported_program"),
+             TorchModel(torch.jit.trace(module, x), (x,), "<script>", "torchscript")]
+    for form in forms:
+        got = run(form, {"input": x.numpy()}, float64=True)["output"]
+        assert got.dtype == np.float64 and np.abs(got - want).max() < 1e-5, form.label
+        assert run(form, {"input": x.numpy()})["output"].dtype == np.float32

@@ -86,8 +86,11 @@ def float64_callable(tm: TorchModel):
     """A copy of the model computing in float64 (``.double()`` on a deep copy: the caller's
     module keeps its float32 weights)."""
     import copy
+    import warnings
 
-    module = copy.deepcopy(callable_of(tm)).double()
+    with warnings.catch_warnings():  # copying a program's module reads .grad: a UserWarning
+        warnings.simplefilter("ignore")
+        module = copy.deepcopy(callable_of(tm)).double()
     if tm.form != "exported_program":  # a program's module refuses eval(): its graph fixed it
         module.eval()  # our copy: inference mode for good (dropout off, running statistics)
     return module
