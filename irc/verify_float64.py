@@ -53,15 +53,17 @@ def run_float64(src, feeds: dict[str, np.ndarray], onnx_model=None,
     try:
         return run_source(src, feeds, float64=True)
     except Exception as exc:  # whatever the framework raises on a float64 copy
-        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         raise NoFloat64Run(f"{runtime} cannot run a float64 copy of the model "
-                           f"({type(exc).__name__}: {text})") from None
+                           f"({_first_line(exc)})") from None
 
 
 def _run_onnx_float64(model, feeds, onnx_runs):
     import onnx
 
-    double = float64_copy(model if isinstance(model, onnx.ModelProto) else onnx.load(model))
+    try:
+        double = float64_copy(model if isinstance(model, onnx.ModelProto) else onnx.load(model))
+    except Exception as exc:  # onnx's loaders and converters raise many types
+        raise NoFloat64Run(f"the model cannot be copied to float64 ({_first_line(exc)})") from None
     feeds64 = {k: v.astype(np.float64) for k, v in feeds.items()}
     try:
         from irc.ir.onnx_export import run_onnxruntime
@@ -71,14 +73,27 @@ def _run_onnx_float64(model, feeds, onnx_runs):
         pass
     from onnx.reference import ReferenceEvaluator
 
+    errors = []
+
+    def reference_run(f):
+        try:
+            return dict(zip(names, evaluator.run(names, f)))
+        except Exception as exc:  # the reference runtime raises whatever its op code raises
+            errors.append(exc)
+            raise
+
     try:
         evaluator = ReferenceEvaluator(double)
         names = [o.name for o in double.graph.output]
-        return onnx_runs(lambda f: dict(zip(names, evaluator.run(names, f))), feeds64)
-    except Exception as exc:  # the reference runtime raises whatever its op code raises
-        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise NoFloat64Run(f"neither onnxruntime nor onnx.reference runs a float64 copy of the "
-                           f"model ({type(exc).__name__}: {text})") from None
+        return onnx_runs(reference_run, feeds64)
+    except Exception as exc:
+        raise NoFloat64Run("neither onnxruntime nor onnx.reference runs a float64 copy of the "
+                           f"model ({_first_line(errors[0] if errors else exc)})") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 _FLOAT, _DOUBLE = 1, 11  # onnx.TensorProto.FLOAT, DOUBLE

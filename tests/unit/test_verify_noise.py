@@ -218,3 +218,19 @@ def test_torch_programs_and_torchscript_run_in_float64():
         got = run(form, {"input": x.numpy()}, float64=True)["output"]
         assert got.dtype == np.float64 and np.abs(got - want).max() < 1e-5, form.label
         assert run(form, {"input": x.numpy()})["output"].dtype == np.float32
+
+
+def test_an_onnx_model_no_runtime_runs_in_float64_says_why():
+    """A float64 copy neither onnxruntime nor onnx.reference can run: NoFloat64Run names the
+    reference runtime's own error, so the mismatch note says why there is no float64 run."""
+    from irc.frontends.source import Source
+
+    model = cancelling_net(1.0)
+    model.graph.node[0].op_type = "NoSuchOp"
+
+    def runs(run, feeds):
+        return run(feeds)
+
+    with pytest.raises(NoFloat64Run, match="neither onnxruntime nor onnx.reference.*NoSuchOp"):
+        run_float64(Source("onnx", model), {
+            "input": np.zeros((1, 3, 12, 12), np.float32)}, model, runs)
