@@ -116,6 +116,8 @@ def test_inception_v3_passes_within_float32_noise(keras, tmp_path):
     within the source's own float32 noise, with the three distances printed; the same files
     with the first batch norm's epsilon (1e-3) dropped from its folded conv still fail
     (6.3e-2 of the scale)."""
+    import json
+
     import h5py
 
     from irc.verify import verify
@@ -132,8 +134,10 @@ def test_inception_v3_passes_within_float32_noise(keras, tmp_path):
     bn = next(la for la in model.layers if isinstance(la, keras.layers.BatchNormalization))
     beta, var = bn.beta.numpy(), bn.moving_variance.numpy()  # InceptionV3's: scale=False
     grow = np.sqrt((var + bn.epsilon) / var).astype(np.float32)  # 1/sqrt(var) for 1/sqrt(var+eps)
-    with h5py.File(out / "m_weights.kerasmodel.h5", "r+") as h5:
-        kernel, bias = h5["conv2d/conv2d/kernel:0"], h5["conv2d/conv2d/bias:0"]
+    payloads = json.loads((out / "model.json").read_text())
+    first = next(c["name"] for c in payloads["addLayer"] if c["layer"]["type"] == "convo")
+    with h5py.File(out / "m_weights.kerasmodel.h5", "r+") as h5:  # Keras numbers its names
+        kernel, bias = h5[f"{first}/{first}/kernel:0"], h5[f"{first}/{first}/bias:0"]
         kernel[...] = kernel[...] * grow[:, None, None, None]
         bias[...] = beta + (bias[...] - beta) * grow
     assert verify(model, out).verdict == "mismatch"
