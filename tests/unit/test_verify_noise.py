@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # timm's convmixer_768_32 and inception_v3). The dropped epsilon moves this output by 6.2e-4 of
 # its scale and is caught; at BIG = 300 (noise 9.7e-4, as inception_v4) it moves it less than
 # 2x the noise and would pass: a wrong layer is told from noise only when it moves the output
-# by more than that (measured in the report of irc.verify_float64's docstring).
+# by more than that (stated in irc.verify_float64's docstring).
 BIG = 60.0
 
 
