@@ -149,9 +149,15 @@ def _single(feeds: dict[str, np.ndarray]) -> np.ndarray:
     return next(iter(feeds.values()))
 
 
-def run_source(src: Source, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The source framework's own outputs for ``feeds`` (keyed as the ONNX graph outputs)."""
+def run_source(src: Source, feeds: dict[str, np.ndarray],
+               float64: bool = False) -> dict[str, np.ndarray]:
+    """The source framework's own outputs for ``feeds`` (keyed as the ONNX graph outputs).
+
+    ``float64``: the same model computing in float64 (irc.verify_float64 measures the source's
+    own float32 noise with it); Caffe's oracle, OpenCV, cannot."""
     if src.kind == "caffe":
+        if float64:
+            raise ValueError("OpenCV runs Caffe nets in float32 only")
         if src.weights is None:
             raise VerificationFailed("a Caffe net without weights cannot be verified",
                                      file=src.label, hint="pass --weights net.caffemodel")
@@ -169,11 +175,12 @@ def run_source(src: Source, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarra
         from irc.frontends.keras import run_keras
 
         return run_keras(src.model, _single(feeds),
-                         allow_lambda=bool(src.options.get("allow_lambda")))
+                         allow_lambda=bool(src.options.get("allow_lambda")), float64=float64)
     if src.kind == "pytorch":
         from irc.frontends.pytorch import run_pytorch
 
-        return run_pytorch(src.model, feeds, allow_pickle=bool(src.options.get("allow_pickle")))
+        return run_pytorch(src.model, feeds, allow_pickle=bool(src.options.get("allow_pickle")),
+                           float64=float64)
     # irc.verify runs ONNX sources itself; importing it here would close an import circle.
     raise ValueError(f"run_source runs Caffe, darknet, Keras and PyTorch sources, not "
                      f"{src.kind!r}; "

@@ -77,3 +77,25 @@ def test_diff_walks_a_caffe_net_layer_by_layer(tmp_path):
     result = irc_cli("diff", proto, out, "--weights", weights)
     assert result.returncode == 0, result.stderr
     assert "conv2" in result.stdout and "every compared layer matches" in result.stdout
+
+
+def test_a_caffe_mismatch_says_no_float64_run_exists(tmp_path):
+    """OpenCV, the Caffe oracle, computes in float32 only: a failing output cannot be measured
+    against float64, so it stays a mismatch (exit 1) and the note says why."""
+    pytest.importorskip("cv2", reason="opencv-python-headless is the Caffe oracle")
+    import h5py
+    import numpy as np
+
+    net = write_net(tmp_path, NET)
+    weights = random_caffemodel(net, tmp_path / "net.caffemodel")
+    out = tmp_path / "o"
+    assert irc_cli("compile", net, "--weights", weights, "-o", out).returncode == 0
+    with h5py.File(next(out.glob("*.h5")), "r+") as h5:
+        names = []
+        h5.visit(names.append)
+        (bias,) = [n for n in names if n.startswith("conv1") and n.endswith("bias:0")]
+        h5[bias][...] = np.asarray(h5[bias]) + 1.0
+    result = irc_cli("verify", net, out, "--weights", weights)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "MISMATCH" in result.stdout and "no float64 run of the source exists" in \
+        result.stdout and "OpenCV" in result.stdout, result.stdout

@@ -272,6 +272,26 @@ def test_activation_after_conv_is_fused(tmp_path, op, attrs, act):
     assert "batchnorm" not in layer_types(tmp_path)
 
 
+def test_leaky_relu_without_alpha_takes_the_default_slope(tmp_path):
+    """ONNX LeakyRelu with no alpha attribute slopes 0.01 (the operator's default): every other
+    test gave alpha, so reading a missing alpha as Viya's own leaky slope (0.1) stayed green.
+    Verified against onnxruntime; the written slope is 0.01."""
+    import h5py
+
+    b = builder()
+    node_input = conv3(b, b.input)
+    y = b.op("LeakyRelu", node_input, name="/act/LeakyRelu")
+    model = b.build([y])
+    assert not model.graph.node[-1].attribute  # no alpha: the default
+    compile_and_verify(model, tmp_path)
+    slopes = set()
+    with h5py.File(tmp_path / "out" / "m_weights.kerasmodel.h5") as h5:
+        h5.visititems(lambda name, obj: slopes.update(
+            np.abs(obj[...]).astype(np.float64).round(6).tolist()) if name.endswith("gamma:0")
+            else None)
+    assert 0.01 in slopes and 0.1 not in slopes, slopes
+
+
 @pytest.mark.parametrize("op,attrs,act", ACTIVATIONS)
 def test_activation_after_average_pool_needs_a_carrier(tmp_path, op, attrs, act):
     b = builder()

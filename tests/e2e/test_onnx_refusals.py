@@ -129,6 +129,18 @@ def dynamic_hw():
     return b.build([y], output_shapes=[("N", 4, "H", "W")])
 
 
+def squeeze_batch_axis():
+    """ONNX's node test test_squeeze: Squeeze(axes=[0]) of a 1x3x4x5 input, the batch axis (it
+    reached verification and failed there with inf)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4, 5])
+    axes = onnx.numpy_helper.from_array(np.array([0], np.int64), "axes")
+    graph = helper.make_graph([helper.make_node("Squeeze", ["x", "axes"], ["y"],
+                                                name="/squeeze")], "test_squeeze", [x], [y],
+                              [axes])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
 @dataclass
 class Case:
     id: str
@@ -158,6 +170,8 @@ CASES = [
          r"3 ONNX node\(s\) of 2 unsupported type\(s\)(.|\n)*Hardmax x1(.|\n)*LRN x2"),
     Case("dynamic-HW-without-input-shape", dynamic_hw, UnsupportedAttribute, None,
          r"input 'input' has a dynamic shape(.|\n)*--input-shape"),
+    Case("squeeze-batch-axis", squeeze_batch_axis, UnsupportedAttribute, "/squeeze",
+         r"Squeeze of axis 0, the batch axis"),
 ]
 IDS = [c.id for c in CASES]
 

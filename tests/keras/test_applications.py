@@ -15,8 +15,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tests.keras.conftest import ATOL, RTOL, compile_and_compare, nchw_input, set_random_weights, \
-    types
+from tests.keras.conftest import ATOL, RTOL, compile_and_compare, compile_keras, nchw_input, \
+    set_random_weights, types
 
 
 def calibrated(keras, model, seed: int = 2):
@@ -99,23 +99,48 @@ def test_densenet121(keras, tmp_path):
     assert counts["batchnorm"] > 0
 
 
-@pytest.mark.parametrize("name, size", [("InceptionV3", 75), ("Xception", 71)])
-def test_inception_v3_and_xception(keras, tmp_path, name, size, monkeypatch):
-    """Branchy nets ('same' average pools, channel concats; separable convs, residuals).
-
-    InceptionV3 with live activations amplifies float32 rounding: on the same model,
-    onnxruntime and Keras differ by 1.6e-4 of the output's scale, the executor and Keras by
-    5.8e-4 (the two inputs' outputs differ by 0.2 of 0.46). So its rtol is 1e-3 (the default
-    1e-4 elsewhere)."""
-    if name == "InceptionV3":
-        import tests.keras.conftest as keras_tests
-
-        monkeypatch.setattr(keras_tests, "RTOL", 1e-3)
-    model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3),
-                                                classes=5)
+def test_xception(keras, tmp_path):
+    """Separable convs, residuals, 'same' max pools."""
+    model = keras.applications.Xception(weights=None, input_shape=(71, 71, 3), classes=5)
     layers = compile_and_compare(calibrated(keras, model), tmp_path)
     assert_depends_on_input(model)
     assert types(layers).count("output") == 1
+
+
+def test_inception_v3_passes_within_float32_noise(keras, tmp_path):
+    """Branchy nets ('same' average pools, channel concats) at the default tolerance.
+
+    InceptionV3 with live activations amplifies float32 rounding: Keras's own float32 output
+    is 1.4e-4 of its scale off Keras run in float64, the written files 1.3e-4 (1.96e-4 from
+    Keras float32: over rtol 1e-4). irc verify re-runs Keras in float64 and passes it as
+    within the source's own float32 noise, with the three distances printed; the same files
+    with the first batch norm's epsilon (1e-3) dropped from its folded conv still fail
+    (6.3e-2 of the scale)."""
+    import json
+
+    import h5py
+
+    from irc.verify import verify
+
+    model = calibrated(keras, keras.applications.InceptionV3(
+        weights=None, input_shape=(75, 75, 3), classes=5))
+    _, out = compile_keras(model, tmp_path)
+    result = verify(model, out)
+    (c,) = result.comparisons
+    assert result.verdict in ("match", "noise"), result.table()
+    if result.verdict == "noise":
+        assert "float32 rounding the model amplifies" in result.table()
+        assert c.off_float64 <= 2 * c.noise + result.atol
+    bn = next(la for la in model.layers if isinstance(la, keras.layers.BatchNormalization))
+    beta, var = bn.beta.numpy(), bn.moving_variance.numpy()  # InceptionV3's: scale=False
+    grow = np.sqrt((var + bn.epsilon) / var).astype(np.float32)  # 1/sqrt(var) for 1/sqrt(var+eps)
+    payloads = json.loads((out / "model.json").read_text())
+    first = next(c["name"] for c in payloads["addLayer"] if c["layer"]["type"] == "convo")
+    with h5py.File(out / "m_weights.kerasmodel.h5", "r+") as h5:  # Keras numbers its names
+        kernel, bias = h5[f"{first}/{first}/kernel:0"], h5[f"{first}/{first}/bias:0"]
+        kernel[...] = kernel[...] * grow[:, None, None, None]
+        bias[...] = beta + (bias[...] - beta) * grow
+    assert verify(model, out).verdict == "mismatch"
 
 
 def test_resnet50_v2(keras, tmp_path):

@@ -62,3 +62,19 @@ def test_three_d_inputs_are_refused_with_the_reason():
     ctx.current_pass = "legalize_max_min"
     assert not get_pass("legalize_max_min").run(g, ctx)
     assert "one (N, C) or (N, C, H, W) shape" in refusals(ctx)[0][2]
+
+
+def test_an_overflowing_difference_is_named_by_verify(tmp_path):
+    """max(x, −x) with x = ±3e38: the source gives |x| (finite), the rewrite's b − a = ∓6e38
+    overflows to inf. The rewrite is exact only for finite operands with a finite difference
+    (stated in its docstring and the README); verify says that is what happened instead of a
+    bare MISMATCH."""
+    b = OnnxBuilder("m", (1, 2, 3, 3))
+    model = b.build([b.op("Max", b.input, b.op("Neg", b.input), name="the_max")])
+    compile_model(model).save(tmp_path / "out")
+    x = np.full((1, 2, 3, 3), 3e38, np.float32)
+    x[0, 1] = -3e38
+    result = verify(model, tmp_path / "out", inputs={"input": x})
+    assert not result.ok and "MISMATCH" in result.table()
+    assert "source's values are finite but the Viya output holds inf or NaN" in result.table()
+    assert verify(model, tmp_path / "out").ok  # ordinary values: exact

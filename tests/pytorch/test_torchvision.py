@@ -77,3 +77,30 @@ def test_torchvision_network_matches_pytorch(name, exporter, network, tmp_path):
     compiled.save(out)
     result = verify(model, out, rtol=RTOL, atol=ATOL, batch=1)
     assert result.ok, result.table()
+
+
+def test_shufflenet_exported_with_a_dynamic_batch_axis(network, tmp_path):
+    """What most users pass: torch.onnx.export(..., dynamic_axes={"input": {0: "batch"}}) with
+    the TorchScript exporter. The channel shuffle's view(b, groups, c // groups, h, w) then
+    reads the batch size at run time, and the Shape of the next block's input has a type only
+    once that Reshape target is folded: irc folds the shape arithmetic in rounds (the batch
+    entry of each target becomes 0, "copy the input's batch"). It was refused ("the shape of
+    '/stage2/stage2.1/Concat_output_0' cannot be inferred statically"). Verified in
+    onnxruntime on the exported file, and against PyTorch at batch 2."""
+    import warnings
+
+    import irc
+    from irc.verify import verify
+
+    model, example = network("shufflenet_v2_x1_0")
+    path = tmp_path / "shufflenet.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=["input"],
+                          output_names=["output"], opset_version=17,
+                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+    irc.compile(str(path)).save(tmp_path / "out")
+    result = verify(str(path), tmp_path / "out", rtol=RTOL, atol=ATOL, batch=2)
+    assert result.ok and result.n_examples == 2, result.table()
+    result = verify(model, tmp_path / "out", rtol=RTOL, atol=ATOL, batch=2)
+    assert result.ok, result.table()

@@ -42,9 +42,10 @@ def import_keras(source, input_shape=None, allow_lambda: bool = False, route: st
     return import_onnx(to_onnx(src, input_shape, allow_lambda, route), label=src.label)
 
 
-def run_keras(source, x_nchw, allow_lambda: bool = False):
+def run_keras(source, x_nchw, allow_lambda: bool = False, float64: bool = False):
     """Keras's outputs for the N,C,H,W batch ``x_nchw``: {ONNX output name: array}, 4-D
-    outputs as N,C,H,W (the verification oracle)."""
+    outputs as N,C,H,W (the verification oracle; ``float64``: the model rebuilt under a
+    float64 dtype policy, same weights)."""
     from irc.frontends.keras.convert import run
 
-    return run(source, x_nchw, allow_lambda)
+    return run(source, x_nchw, allow_lambda, float64)

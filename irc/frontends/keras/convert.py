@@ -143,22 +143,48 @@ def _rename_input(proto: onnx.ModelProto, new: str) -> None:
                 node.input[i] = new
 
 
-def run(source, x_nchw, allow_lambda: bool = False) -> dict[str, np.ndarray]:
+def run(source, x_nchw, allow_lambda: bool = False,
+        float64: bool = False) -> dict[str, np.ndarray]:
     """Keras's own outputs for the N,C,H,W batch ``x_nchw``, keyed by ONNX output name.
 
     The input goes to the model channels last; 4-D outputs come back N,C,H,W, as the converted
-    graph (and Viya) computes them.
+    graph (and Viya) computes them. ``float64``: :func:`float64_model` computes them.
     """
     src = source if isinstance(source, KerasSource) else load(source, allow_lambda)
     if isinstance(src.model, recurrent.SequenceModel):  # a Keras 2 CuDNN file: its equivalent
         src = KerasSource(recurrent.keras_equivalent(src.model), "keras3", src.label)
-    x = np.asarray(x_nchw, np.float32)
+    x = np.asarray(x_nchw, np.float64 if float64 else np.float32)
     if x.ndim == 4:
         x = x.transpose(0, 2, 3, 1)
     tf = tf_modules().tf
-    outs = tf.nest.flatten(src.model(x, training=False))  # the order tf2onnx gives outputs
+    model = float64_model(src.model) if float64 else src.model
+    outs = tf.nest.flatten(model(x, training=False))  # the order tf2onnx gives outputs
     result = {}
     for name, out in zip(output_names(src.model), outs):
         array = np.asarray(out.numpy() if hasattr(out, "numpy") else out)
         result[name] = array.transpose(0, 3, 1, 2) if array.ndim == 4 else array
     return result
+
+
+def float64_model(model):
+    """``model`` rebuilt from its config with every float32 dtype (layer policies, inputs) set to
+    float64, and its weights copied: the same function computed in float64."""
+    config = _float64_config(model.get_config())
+    clone = type(model).from_config(config)
+    clone.set_weights([np.asarray(w, np.float64) if np.asarray(w).dtype == np.float32
+                       else np.asarray(w) for w in model.get_weights()])
+    return clone
+
+
+def _float64_config(value):
+    if isinstance(value, dict):
+        out = {k: _float64_config(v) for k, v in value.items()}
+        if out.get("dtype") == "float32":  # tf-keras layers and InputLayers
+            out["dtype"] = "float64"
+        if out.get("class_name") == "DTypePolicy" and isinstance(out.get("config"), dict) and \
+                out["config"].get("name") == "float32":  # Keras 3 layers
+            out["config"] = {**out["config"], "name": "float64"}
+        return out
+    if isinstance(value, list):
+        return [_float64_config(v) for v in value]
+    return value

@@ -69,4 +69,27 @@ def squeeze(imp, node, attrs):
     if len(inputs) > 1 and not imp.is_const(inputs[1]):
         imp.problem(f"{node.op_type} axes are not constant")
         return
+    problem = _batch_squeeze_problem(imp, node, inputs)
+    if problem:
+        imp.problem(problem)
+        return
     imp.emit(node.op_type, node, inputs=inputs)
+
+
+def _batch_squeeze_problem(imp, node, inputs) -> str:
+    """Why a Squeeze of axis 0 (the batch, 1 in the source) cannot convert, or "". The axis
+    after it becomes axis 0, which irc reads as the batch: right when that axis has size 1
+    (x[0] of a (1, 1) input), wrong otherwise (ONNX's test_squeeze: 1x3x4x5 -> 3x4x5 would
+    make 3 the batch)."""
+    x_type = imp.type_of(inputs[0])
+    if node.op_type != "Squeeze" or len(inputs) < 2 or x_type is None or \
+            imp.is_const(inputs[0]):
+        return ""
+    axes = {int(a) % x_type.rank for a in np.asarray(imp.const(inputs[1])).reshape(-1)}
+    kept = [d for i, d in enumerate(x_type.shape) if i not in axes]
+    if 0 not in axes or (kept and kept[0] == 1):
+        return ""
+    return (f"Squeeze of axis 0, the batch axis, of a {x_type.rank}-D value: its next axis "
+            f"(size {kept[0] if kept else 'none'}) would become the batch, and Viya's batch is "
+            "implicit (every layer keeps it); squeeze the other axes only, or remove the "
+            "Squeeze and take the batch-1 output")

@@ -49,20 +49,27 @@ def _shape_value(node: onnx.NodeProto, shape: tuple[int, ...]) -> np.ndarray:
     return np.asarray(shape[slice(start, end)], np.int64)
 
 
-def _evaluate(model, nodes, consts, types, opset) -> dict[str, np.ndarray]:
-    values = dict(consts)
-    for node in nodes:
+def _evaluate_ready(pending, runs, run_types, opset) -> list[onnx.NodeProto]:
+    """Evaluate, for each batch, every pending node whose inputs are known (a Shape/Size node:
+    its input's inferred type); returns those evaluated (``runs`` gets their values)."""
+    done = []
+    for node in pending:
         if node.op_type in _SHAPE_OPS:
-            ttype = types.get(node.input[0])
-            if ttype is None:
-                raise ValueError(f"the shape of {node.input[0]!r} cannot be inferred statically")
-            values[node.output[0]] = _shape_value(node, ttype.shape)
+            if any(node.input[0] not in types for types in run_types):
+                continue
+            for values, types in zip(runs, run_types):
+                values[node.output[0]] = _shape_value(node, types[node.input[0]].shape)
+            done.append(node)
             continue
-        inputs = {i: np.asarray(values[i]) for i in dict.fromkeys(node.input) if i}
-        for out, result in zip([o for o in node.output if o],
-                               const_eval.evaluate(node, inputs, opset)):
-            values[out] = result
-    return values
+        if any(i and i not in runs[0] for i in node.input):
+            continue
+        for values in runs:
+            inputs = {i: np.asarray(values[i]) for i in dict.fromkeys(node.input) if i}
+            for out, result in zip([o for o in node.output if o],
+                                   const_eval.evaluate(node, inputs, opset)):
+                values[out] = result
+        done.append(node)
+    return done
 
 
 def fold_shapes(imp, indices: set[int], folded_values: dict, folded_nodes: set[int]) -> None:
@@ -73,16 +80,40 @@ def fold_shapes(imp, indices: set[int], folded_values: dict, folded_nodes: set[i
     produced = {o for n in nodes for o in n.output if o}
     consts = {name: np.asarray(imp.graph.const(name)) for n in nodes for name in n.input
               if name and name not in produced and imp.is_const(name)}
-    runs, run_types = [], []
-    for batch in _BATCHES:
-        types = loader.infer_types(imp.model, imp._input_shapes, imp.label, folded_values,
-                                   folded_nodes, batch=batch)
-        run_types.append(types)
+    # In rounds: a Shape of a value after a Reshape whose target is itself computed (a channel
+    # shuffle exported with a dynamic batch) has a type only once that target is known, so each
+    # round infers types with the values found so far (for each batch, that batch's values),
+    # evaluates what has become computable, and stops when nothing more is.
+    runs = [dict(consts) for _ in _BATCHES]
+    pending, done_indices = list(nodes), set()
+    index_of = {id(node): i for i, node in zip(sorted(indices), nodes)}
+    def infer():
+        types = []
+        for values, batch in zip(runs, _BATCHES):
+            known = {o: values[o] for i in done_indices for o in g.node[i].output if o}
+            types.append(loader.infer_types(imp.model, imp._input_shapes, imp.label,
+                                            {**folded_values, **known},
+                                            folded_nodes | done_indices, batch=batch))
+        return types
+
+    rounds = 0
+    while pending:
+        run_types = infer()
+        rounds += 1
         try:
-            runs.append(_evaluate(imp.model, nodes, consts, types, imp.opset))
+            done = _evaluate_ready(pending, runs, run_types, imp.opset)
         except Exception as exc:  # the reference evaluator raises many unrelated types
             imp.problem(f"evaluating the shape computation failed: {exc}")
             return
+        if not done:
+            blocked = next(n for n in pending if n.op_type in _SHAPE_OPS)
+            imp.problem(f"evaluating the shape computation failed: the shape of "
+                        f"{blocked.input[0]!r} cannot be inferred statically")
+            return
+        done_indices |= {index_of[id(n)] for n in done}
+        pending = [n for n in pending if index_of[id(n)] not in done_indices]
+    if rounds > 1:  # the readers' types with every value known (the last round's lack some)
+        run_types = infer()
     readers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
     for index, node in enumerate(g.node):
         if index not in indices:

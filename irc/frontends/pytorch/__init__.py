@@ -30,9 +30,10 @@ def pytorch_to_onnx(source, input_shape=None, allow_pickle: bool = False, exampl
     return to_onnx(load(source, allow_pickle, example_inputs), input_shape, exporter)
 
 
-def run_pytorch(source, feeds, allow_pickle: bool = False):
-    """PyTorch's outputs for ``feeds`` ({ONNX input name: array}): {ONNX output name: array}."""
+def run_pytorch(source, feeds, allow_pickle: bool = False, float64: bool = False):
+    """PyTorch's outputs for ``feeds`` ({ONNX input name: array}): {ONNX output name: array}.
+    ``float64``: a copy of the model in float64 (``.double()``) runs them."""
     from irc.frontends.pytorch.loading import load
     from irc.frontends.pytorch.runtime import run
 
-    return run(load(source, allow_pickle), feeds)
+    return run(load(source, allow_pickle), feeds, float64)

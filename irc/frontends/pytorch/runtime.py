@@ -82,16 +82,31 @@ def forward(tm: TorchModel, args: tuple, fn=None) -> list:
     return outputs
 
 
-def run(tm: TorchModel, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def float64_callable(tm: TorchModel):
+    """A copy of the model computing in float64 (``.double()`` on a deep copy: the caller's
+    module keeps its float32 weights)."""
+    import copy
+    import warnings
+
+    with warnings.catch_warnings():  # copying a program's module reads .grad: a UserWarning
+        warnings.simplefilter("ignore")
+        module = copy.deepcopy(callable_of(tm)).double()
+    if tm.form != "exported_program":  # a program's module refuses eval(): its graph fixed it
+        module.eval()  # our copy: inference mode for good (dropout off, running statistics)
+    return module
+
+
+def run(tm: TorchModel, feeds: dict[str, np.ndarray],
+        float64: bool = False) -> dict[str, np.ndarray]:
     """PyTorch's outputs for ``feeds`` (keyed by :func:`input_names`), keyed by
     :func:`output_names`. An exported program fixes its batch size, so it runs in chunks of
-    the batch it was exported with."""
+    the batch it was exported with. ``float64``: a float64 copy of the model runs them."""
     torch = torch_module()
     names = input_names(len(feeds))
     if set(names) != set(feeds):
         raise VerificationFailed(f"inputs {sorted(feeds)} are not the model's {names}",
                                  file=tm.label)
-    arrays = [np.asarray(feeds[n], np.float32) for n in names]
+    arrays = [np.asarray(feeds[n], np.float64 if float64 else np.float32) for n in names]
     n = arrays[0].shape[0]
     chunk = n
     if tm.form == "exported_program" and tm.example_inputs:
@@ -100,7 +115,7 @@ def run(tm: TorchModel, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             raise VerificationFailed(f"the program was exported for batches of {chunk}; "
                                      f"{n} examples do not split into them", file=tm.label,
                                      hint=f"verify with --batch {chunk}")
-    fn = callable_of(tm)
+    fn = float64_callable(tm) if float64 else callable_of(tm)
     runs = []
     for start in range(0, n, chunk):
         args = tuple(torch.from_numpy(a[start:start + chunk].copy()) for a in arrays)

@@ -5,6 +5,8 @@ Viya has no slice, split, gather or transpose layer. Selecting, reordering or dr
 channels is a 1×1 conv with a 0/1 kernel (one 1 per output channel); on a (N, n) vector it is
 a Gemm with a 0/1 matrix. A Slice on H/W with a positive step is a selection conv (see
 legalize_pad). Every output is one input value times 1 plus zeros: exact.
+Exact for finite inputs: 0·inf is NaN, so an inf in one cell turns every output that reads
+its pixel (or K×K neighbourhood) NaN, even where the source dropped that value.
 """
 from __future__ import annotations
 

@@ -4,6 +4,13 @@ layers (viya-semantics §15a, the Caffe Eltwise MAX row).
     max(a, b) = a + relu(b − a)        min(a, b) = a − relu(a − b)
 b − a is a residual of b and a batchnorm γ = −1 of a, its relu the residual's own act; the
 outer sum is a second residual (for min, after a batchnorm γ = −1).
+
+Exact for finite inputs whose difference is finite: operands of opposite signs whose
+magnitudes sum past float32's largest value (±3e38) make b − a overflow to ±inf, and the
+result is inf or NaN (inf − inf) where the source's max is finite. Neither refused nor guarded
+(a guard of halved operands would cost two more layers on every max and lose the lowest bit of
+subnormal values); stated here and in the README, and irc verify says so when a source output
+is finite and the Viya one is not.
 """
 from __future__ import annotations
 
@@ -20,7 +27,8 @@ class LegalizeMaxMin(Pass):
     Given:  %y = Min(%a, %b)
     Result: %n = BatchNormalization(%b) {γ=-1} ; %d = Sum(%a, %n) {act relu} ;
             %m = BatchNormalization(%d) {γ=-1} ; %y = Sum(%a, %m)
-    Deviation: the rounding of b − a and of the sum back, at most 1 ulp of max(|a|, |b|).
+    Deviation: the rounding of b − a and of the sum back, at most 1 ulp of max(|a|, |b|), for
+    finite a, b with a finite difference (|a − b| ≤ 3.4e38; beyond, inf or NaN).
     """
 
     name = "legalize_max_min"

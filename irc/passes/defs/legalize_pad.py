@@ -6,6 +6,8 @@ channel) at tap u, with explicit symmetric padding P and stride s, so that outpu
 input offset + o·s exactly (a padded zero where that falls outside the data). Pads, crops and
 strided slices on H/W are all such selections; a 0/1 channel map makes it select or pad
 channels at the same time. Every output is one input value times 1 plus zeros: exact.
+Exact for finite inputs: 0·inf is NaN, so an inf in one cell turns every output that reads
+its pixel (or K×K neighbourhood) NaN, even where the source dropped that value.
 """
 from __future__ import annotations
 
