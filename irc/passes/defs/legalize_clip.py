@@ -1,5 +1,5 @@
 """Legalize Clip (ReLU6 and other clipping) into relu, batchnorm and residual layers
-(viya-semantics §15a rows 1-2).
+(viya-semantics §15a rows 1, 2 and 2b).
 
 Viya has no clip activation; with a batchnorm of mean 0 and variance 1 computing γ·x + β:
     max(x, lo)          = relu(x − lo) + lo
