@@ -316,3 +316,22 @@ def test_keras_channels_last_and_pytorch_sources(tmp_path):
         assert (out / CHECK_DIR / "checkset.npz").is_file(), name
         report, _ = _deploy(out, tmp_path)
         assert report.check.ok, report.summary()
+
+
+def test_no_check_set_when_the_check_examples_give_non_finite_values(tmp_path):
+    """A source that overflows on the check examples (fuzz caffe-0027: mutated weights gave NaN)
+    gets no check set and a note, and model.sas is still written (CASL has no NaN)."""
+    import onnx.numpy_helper as nh
+
+    from irc.utils.onnx_builder import OnnxBuilder
+
+    b = OnnxBuilder("overflow", (1, 3, 8, 8), seed=1)
+    model = b.build([b.conv(b.input, 4, 3, pads=[1] * 4, name="c1")])
+    weight = next(t for t in model.graph.initializer if t.name.endswith("weight")
+                  or len(t.dims) == 4)
+    weight.CopyFrom(nh.from_array(np.full(tuple(weight.dims), 3e38, np.float32), weight.name))
+    compiled = irc.compile(model, name="overflow")
+    folder = compiled.save(tmp_path / "out")
+    assert not (folder / "check").exists()
+    assert any("no check set written" in n and "non-finite" in n for n in compiled.notes)
+    assert (folder / "model.sas").is_file()
