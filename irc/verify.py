@@ -75,16 +75,20 @@ class VerifyResult:
     atol: float
     n_examples: int
     notes: list[str] = field(default_factory=list)
+    # detection models: the decoded boxes vs the source's own decoding (irc.verify_boxes)
+    boxes: list = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(c.ok for c in self.comparisons)
+        return all(c.ok for c in self.comparisons) and all(b.ok for b in self.boxes)
 
     @property
     def verdict(self) -> str:
         """"match", "noise" (every failing output within the source's float32 noise) or
         "mismatch"; exit code 0 for the first two."""
         verdicts = {c.verdict for c in self.comparisons}
+        if not all(b.ok for b in self.boxes):
+            return "mismatch"
         return "mismatch" if "mismatch" in verdicts else "noise" if "noise" in verdicts \
             else "match"
 
@@ -98,6 +102,7 @@ class VerifyResult:
                          f"{c.max_rel:>10.3g} {c.scaled:>10.3g} {c.margin:>8.3g}  "
                          f"{ {'match': 'yes', 'noise': 'noise'}.get(c.verdict, 'NO')}")
         lines.extend(float64_table(self.comparisons, self.atol))
+        lines.extend(b.line() for b in self.boxes)
         verdict = {"match": "all outputs match",
                    "noise": "within the source's own float32 noise (see the float64 check)",
                    "mismatch": "MISMATCH"}[self.verdict]
@@ -362,8 +367,11 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
                           lambda run, f: _onnx_runs(run, src, f, fixed, (
                               _batch_axis(payloads), out_axes)),
                           onnx_used[-1] if onnx_used else None, out_axes)
+    from irc.verify_boxes import darknet_box_agreement
+
+    boxes = darknet_box_agreement(model, viya_outputs, src, source_input)
     return VerifyResult(comparisons, rtol, atol, batch_first(payloads, source_input).shape[0],
-                        notes)
+                        notes, [boxes] if boxes is not None else [])
 
 
 def _non_finite(comparisons, viya_outputs, name_map) -> list[str]:

@@ -6,8 +6,10 @@ The grid feeding Viya's detection layer is compared numerically like every outpu
 (OpenCV's ``[region]`` layer, YOLOv2): its boxes are darknet's decoding with per-class
 non-maximum suppression at IoU 0.4, which OpenCV fixes, so the written detection layer is
 re-run at that IoU and at its own score threshold for the comparison. A box matches when a
-written box has its class, a score within 1e-4 and IoU >= 0.99; a score within 1e-5 of the
-threshold may fall either side in float32 and is left out.
+written box has its class, a score within 1e-4 and either IoU >= 0.99 or every coordinate
+within 1e-4 of max(1, |value|): a degenerate box (a width of 1e-10 from a very negative tw)
+has an IoU float32 rounding of its centre decides. A score within 1e-5 of the threshold may
+fall either side in float32 and is left out.
 """
 from __future__ import annotations
 
@@ -44,6 +46,12 @@ def _iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def same_box(a, b) -> bool:
+    """(x, y, w, h) boxes that are one box: IoU >= 0.99, or equal coordinates to 1e-4."""
+    return _iou(a, b) >= MIN_IOU or all(abs(float(p) - float(q)) <= SCORE_TOL * max(1.0, abs(q))
+                                        for p, q in zip(a, b))
+
+
 def match_box_sets(written: list, reference: list, threshold: float) -> tuple[int, int, int]:
     """(reference boxes, matched, extra written) for rows (class, score, x, y, w, h)."""
     def away(rows):
@@ -54,7 +62,7 @@ def match_box_sets(written: list, reference: list, threshold: float) -> tuple[in
     for box in reference:
         hit = next((i for i in free if int(written[i][0]) == int(box[0])
                     and abs(float(written[i][1]) - float(box[1])) <= SCORE_TOL
-                    and _iou(written[i][2:], box[2:]) >= MIN_IOU), None)
+                    and same_box(written[i][2:], box[2:])), None)
         if hit is not None:
             free.remove(hit)
             matched += 1

@@ -67,3 +67,28 @@ def test_detection_layer_boxes_match_opencvs_region_layer(tmp_path, name):
             unmatched.remove(match)
             classes.add(box[0])
     assert len(classes) > 1
+
+
+def test_irc_verify_compares_the_boxes_and_catches_wrong_detection_options(tmp_path):
+    """`irc verify` on a darknet detector prints the box comparison with OpenCV's region layer;
+    anchors swapped in model.json leave the grid intact but the boxes wrong: exit 1."""
+    pytest.importorskip("cv2", reason="opencv-python-headless is the darknet oracle")
+    from tests.cli_helpers import irc_cli
+
+    cfg = small_cfg(fixture("yolov2-tiny-voc.cfg"), tmp_path / "net.cfg", 64)
+    weights = random_weights(cfg, tmp_path / "net.weights")
+    out = tmp_path / "out"
+    result = irc_cli("compile", cfg, "--weights", weights, "-o", out,
+                     "--detection-threshold", "0.02")
+    assert result.returncode == 0, result.stderr
+    line = next(l for l in result.stdout.splitlines() if l.startswith("boxes of"))
+    matched, total = map(int, line.split(": ")[1].split(" matched")[0].split(" of "))
+    assert matched == total > 10 and "all match" in line
+    payloads = json.loads((out / "model.json").read_text())
+    layer = payloads["addLayer"][-1]["layer"]
+    layer["anchors"] = [v for pair in zip(layer["anchors"][1::2], layer["anchors"][::2])
+                        for v in pair]   # (h, w) for (w, h)
+    (out / "model.json").write_text(json.dumps(payloads))
+    result = irc_cli("verify", cfg, out, "--weights", weights)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "MISMATCH" in result.stdout and "boxes of 'detection'" in result.stdout
