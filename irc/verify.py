@@ -369,7 +369,8 @@ def verify(source, outdir, inputs: dict[str, np.ndarray] | None = None, rtol: fl
                           onnx_used[-1] if onnx_used else None, out_axes)
     from irc.verify_boxes import darknet_box_agreement
 
-    boxes = darknet_box_agreement(model, viya_outputs, src, source_input)
+    boxes = darknet_box_agreement(model, viya_outputs, src, source_input,
+                                  {c.viya_layer: c.max_abs for c in comparisons})
     return VerifyResult(comparisons, rtol, atol, batch_first(payloads, source_input).shape[0],
                         notes, [boxes] if boxes is not None else [])
 

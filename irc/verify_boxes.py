@@ -5,21 +5,26 @@ The grid feeding Viya's detection layer is compared numerically like every outpu
 (irc.verify); this adds the decoding. Only darknet sources have a decoding of their own here
 (OpenCV's ``[region]`` layer, YOLOv2): its boxes are darknet's decoding with per-class
 non-maximum suppression at IoU 0.4, which OpenCV fixes, so the written detection layer is
-re-run at that IoU and at its own score threshold for the comparison. A box matches when a
-written box has its class, a score within 1e-4 and either IoU >= 0.99 or every coordinate
-within 1e-4 of max(1, |value|): a degenerate box (a width of 1e-10 from a very negative tw)
-has an IoU float32 rounding of its centre decides. A score within 1e-5 of the threshold may
-fall either side in float32 and is left out.
+re-run at that IoU and at its own score threshold for the comparison.
+
+A box matches when a written box has its class and is as close as the grids' own measured
+difference d (max |grid − source grid|, the compared output) allows: the score within 2d + 1e-4
+(the logistic's slope is at most 1/4, a softmax probability moves by at most twice the
+largest logit change), x and y within d + 1e-4, w and h within a factor exp(d) (they are exp
+of a grid value) plus 1e-4, or IoU >= 0.99. Degenerate boxes (a width of 1e-10, or 1e8 from a
+large tw) are why the coordinates, not IoU alone, are compared. A score that close to the
+threshold may fall either side and is left out.
 """
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 OPENCV_NMS = 0.4   # OpenCV's darknet importer fixes the region layer's NMS overlap
-SCORE_TOL, MIN_IOU, EDGE = 1e-4, 0.99, 1e-5
+FLOOR, MIN_IOU = 1e-4, 0.99
 
 
 @dataclass
@@ -39,6 +44,9 @@ class BoxAgreement:
 
 
 def _iou(a, b) -> float:
+    a, b = [float(v) for v in a], [float(v) for v in b]   # float64: huge boxes overflow float32
+    if not all(map(np.isfinite, a + b)):
+        return 0.0
     w = min(a[0] + a[2] / 2, b[0] + b[2] / 2) - max(a[0] - a[2] / 2, b[0] - b[2] / 2)
     h = min(a[1] + a[3] / 2, b[1] + b[3] / 2) - max(a[1] - a[3] / 2, b[1] - b[3] / 2)
     inter = max(w, 0.0) * max(h, 0.0)
@@ -46,32 +54,43 @@ def _iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def same_box(a, b) -> bool:
-    """(x, y, w, h) boxes that are one box: IoU >= 0.99, or equal coordinates to 1e-4."""
-    return _iou(a, b) >= MIN_IOU or all(abs(float(p) - float(q)) <= SCORE_TOL * max(1.0, abs(q))
-                                        for p, q in zip(a, b))
+def same_box(a, b, d: float = 0.0) -> bool:
+    """(x, y, w, h) boxes that are one box, given the grids' difference ``d``."""
+    if _iou(a, b) >= MIN_IOU:
+        return True
+    a, b = [float(v) for v in a], [float(v) for v in b]
+    centre = all(abs(p - q) <= d + FLOOR for p, q in zip(a[:2], b[:2]))
+    size = all(p == q or abs(p - q) <= math.expm1(d) * max(abs(p), abs(q)) + FLOOR
+               for p, q in zip(a[2:], b[2:]))
+    return centre and size
 
 
-def match_box_sets(written: list, reference: list, threshold: float) -> tuple[int, int, int]:
-    """(reference boxes, matched, extra written) for rows (class, score, x, y, w, h)."""
+def match_box_sets(written: list, reference: list, threshold: float,
+                   d: float = 0.0) -> tuple[int, int, int]:
+    """(reference boxes, matched, extra written) for rows (class, score, x, y, w, h), given the
+    grids' difference ``d``."""
+    score_tol = 2 * d + FLOOR
+
     def away(rows):
-        return [r for r in rows if abs(float(r[1]) - threshold) >= EDGE]
+        return [r for r in rows if abs(float(r[1]) - threshold) > score_tol]
     written, reference = away(written), away(reference)
     free = list(range(len(written)))
     matched = 0
     for box in reference:
         hit = next((i for i in free if int(written[i][0]) == int(box[0])
-                    and abs(float(written[i][1]) - float(box[1])) <= SCORE_TOL
-                    and same_box(written[i][2:], box[2:])), None)
+                    and abs(float(written[i][1]) - float(box[1])) <= score_tol
+                    and same_box(written[i][2:], box[2:], d)), None)
         if hit is not None:
             free.remove(hit)
             matched += 1
     return len(reference), matched, len(free)
 
 
-def darknet_box_agreement(model, viya_outputs: dict, source, source_input) -> BoxAgreement | None:
+def darknet_box_agreement(model, viya_outputs: dict, source, source_input,
+                          grid_difference: dict) -> BoxAgreement | None:
     """The written detection layer's boxes vs OpenCV's [region] decoding (None when the model
-    has no YOLOv2 detection layer or the source is not a darknet net)."""
+    has no YOLOv2 detection layer or the source is not a darknet net). ``grid_difference``:
+    {Viya layer: max |difference| measured against the source}."""
     from irc.backends.viya import schema
     from irc.backends.viya.executor import ExecutorOptions
     from irc.frontends.darknet import run_opencv_region
@@ -91,7 +110,8 @@ def darknet_box_agreement(model, viya_outputs: dict, source, source_input) -> Bo
     for written, decoded in zip(rows, region):
         reference = [(k, float(r[5 + k]), *map(float, r[:4])) for r in decoded
                      for k in np.nonzero(r[5:] > o["threshold"])[0]]
-        totals += match_box_sets([r for r in written if r[0] >= 0], reference, o["threshold"])
+        totals += match_box_sets([r for r in written if r[0] >= 0], reference, o["threshold"],
+                                 grid_difference.get(layer.src_layers[0], 0.0))
     reference, matched, extra = map(int, totals)
     return BoxAgreement(layer.name, reference, matched, extra, o["threshold"],
                         matched == reference and extra == 0)
