@@ -47,6 +47,7 @@ def upgrade_old_opset(model: onnx.ModelProto, label: str,
         return model
     if opset < 7:
         model = _per_channel_prelu_slopes(model)
+    model = _image_scalers_as_mul_add(model)
     try:
         upgraded = version_converter.convert_version(model, UPGRADE_TO)
     except Exception as exc:  # the converter raises RuntimeError/IndexError/its own types
@@ -62,6 +63,60 @@ def upgrade_old_opset(model: onnx.ModelProto, label: str,
         notes.append(f"the model's opset {opset} was upgraded to opset {UPGRADE_TO} with "
                      "onnx.version_converter before conversion (verification runs the original)")
     return upgraded
+
+
+def _image_scalers_as_mul_add(model: onnx.ModelProto) -> onnx.ModelProto:
+    """ImageScaler (an experimental op of opsets 1-9: y = x·scale + bias[c] per channel, the
+    first op of the model zoo's tiny-YOLOv2) has no schema in today's onnx, so
+    onnx.version_converter cannot upgrade a model holding it. A copy with each one written as
+    Mul(x, scale) then Add(·, bias as (1, C, 1, 1)): the same numbers (one rounding each, as
+    onnxruntime's ImageScaler), which irc folds like any per-channel affine."""
+    if not any(n.op_type == "ImageScaler" and n.domain in ("", "ai.onnx")
+               for n in model.graph.node):
+        return model
+    import numpy as np
+    from onnx import numpy_helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    taken = {v for n in out.graph.node for v in list(n.input) + list(n.output)}
+    taken |= {t.name for t in out.graph.initializer}
+    nodes = []
+    for node in out.graph.node:
+        if node.op_type != "ImageScaler" or node.domain not in ("", "ai.onnx"):
+            nodes.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        base = node.name or node.output[0]
+        factor = np.asarray(attrs.get("scale", 1.0), np.float32)
+        channels = np.asarray(attrs.get("bias", [0.0]), np.float32)
+        x = node.input[0]
+        steps = [("Mul", "scale", factor)] if factor != 1 else []
+        steps += [("Add", "bias", channels.reshape(1, -1, 1, 1))] if channels.any() else []
+        if not steps:   # scale 1, bias 0 (the zoo's tiny-YOLOv2): nothing to compute
+            nodes.append(helper.make_node("Identity", [x], [node.output[0]], name=base))
+            continue
+        for k, (op, hint, value) in enumerate(steps):
+            name = _fresh(f"{base}_{hint}", taken)
+            out.graph.initializer.append(numpy_helper.from_array(value, name))
+            if out.ir_version < 4:   # IR 3: every initializer is also a graph input
+                out.graph.input.append(helper.make_tensor_value_info(
+                    name, onnx.TensorProto.FLOAT, value.shape))
+            y = node.output[0] if k == len(steps) - 1 else _fresh(f"{base}_scaled", taken)
+            nodes.append(helper.make_node(op, [x, name], [y], name=f"{base}_{op.lower()}"))
+            x = y
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return out
+
+
+def _fresh(name: str, taken: set) -> str:
+    found, i = name, 0
+    while found in taken:
+        i += 1
+        found = f"{name}_{i}"
+    taken.add(found)
+    return found
 
 
 def _per_channel_prelu_slopes(model: onnx.ModelProto) -> onnx.ModelProto:
