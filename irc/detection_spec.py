@@ -37,9 +37,9 @@ class DetectionSpec:
     coords: int = 4
     softmax: bool = True
     coord_type: str = "yolo"
-    detection_threshold: float = 0.3
-    iou_threshold: float = 0.45
-    max_boxes: int = 200
+    detection_threshold: float = 0.3   # these defaults are the detection kind's payload
+    iou_threshold: float = 0.45        # defaults too (backends/viya/kinds/detection.py reads
+    max_boxes: int = 200               # them from here)
     do_sqrt: bool = False
     training: tuple[tuple[str, float], ...] = ()
 

@@ -18,10 +18,12 @@ def add_detection_arguments(p) -> None:
     g.add_argument("--no-class-softmax", action="store_true",
                    help="class scores through a logistic instead of a softmax")
     g.add_argument("--detection-threshold", type=float,
-                   help="least score a box is kept with (default 0.3)")
+                   help=f"least score a box is kept with (default "
+                        f"{DetectionSpec.detection_threshold})")
     g.add_argument("--iou-threshold", type=float,
-                   help="overlap above which non-maximum suppression drops a box (default 0.45)")
-    g.add_argument("--max-boxes", type=int, help="boxes kept per image (default 200)")
+                   help=f"overlap above which non-maximum suppression drops a box (default "
+                        f"{DetectionSpec.iou_threshold})")
+    g.add_argument("--max-boxes", type=int, help=f"boxes kept per image (default {DetectionSpec.max_boxes})")
 
 
 SETTINGS = ("detection_threshold", "iou_threshold", "max_boxes")

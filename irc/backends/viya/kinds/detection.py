@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from irc.backends.viya.executor import kernels
+from irc.detection_spec import DetectionSpec as Spec   # the head's defaults: one home
 from irc.errors import InvalidModel, UnsupportedOp
 
 from .base import REQUIRED, Kind, Raw, TableForm
@@ -75,11 +76,13 @@ _COORD_CODES = {"yolo": 1}
 class Detection(Kind):
     name = "detection"
     options = {"act": "auto", "detectionmodeltype": REQUIRED, "anchors": (),
-               "softmaxforclassprob": True, "coordtype": "yolo", "classnumber": REQUIRED,
-               "gridnumber": REQUIRED, "predictionspergrid": REQUIRED, "dosqrt": False,
-               "coordscale": 1.0, "objectscale": 1.0, "predictionnotaobjectscale": 1.0,
-               "classscale": 1.0, "detectionthreshold": 0.3, "iouthreshold": 0.45,
-               "matchanchorsize": False, "maxboxes": 200}
+               "softmaxforclassprob": Spec.softmax, "coordtype": Spec.coord_type,
+               "classnumber": REQUIRED, "gridnumber": REQUIRED, "predictionspergrid": REQUIRED,
+               "dosqrt": Spec.do_sqrt, "coordscale": 1.0, "objectscale": 1.0,
+               "predictionnotaobjectscale": 1.0, "classscale": 1.0,
+               "detectionthreshold": Spec.detection_threshold,
+               "iouthreshold": Spec.iou_threshold, "matchanchorsize": False,
+               "maxboxes": Spec.max_boxes}
     table = TableForm(11, "detectionopts", "Detection Layer")
     codec = (Const("act", ("Automatic", 0)), PerChannel("anchors"),
              Num("classNumber", "classnumber"), _Optional("classScale", "classscale"),
