@@ -12,6 +12,7 @@ import onnx
 from onnx import helper, version_converter
 
 from irc.errors import InvalidModel
+from irc.utils.unique_name import unique_name
 
 MIN_OPSET = 9
 # Old models are upgraded to 13, not just to MIN_OPSET: opset 13 is where every axis-like operand
@@ -97,26 +98,17 @@ def _image_scalers_as_mul_add(model: onnx.ModelProto) -> onnx.ModelProto:
             nodes.append(helper.make_node("Identity", [x], [node.output[0]], name=base))
             continue
         for k, (op, hint, value) in enumerate(steps):
-            name = _fresh(f"{base}_{hint}", taken)
+            name = unique_name(f"{base}_{hint}", taken)
             out.graph.initializer.append(numpy_helper.from_array(value, name))
             if out.ir_version < 4:   # IR 3: every initializer is also a graph input
                 out.graph.input.append(helper.make_tensor_value_info(
                     name, onnx.TensorProto.FLOAT, value.shape))
-            y = node.output[0] if k == len(steps) - 1 else _fresh(f"{base}_scaled", taken)
+            y = node.output[0] if k == len(steps) - 1 else unique_name(f"{base}_scaled", taken)
             nodes.append(helper.make_node(op, [x, name], [y], name=f"{base}_{op.lower()}"))
             x = y
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     return out
-
-
-def _fresh(name: str, taken: set) -> str:
-    found, i = name, 0
-    while found in taken:
-        i += 1
-        found = f"{name}_{i}"
-    taken.add(found)
-    return found
 
 
 def _per_channel_prelu_slopes(model: onnx.ModelProto) -> onnx.ModelProto:
