@@ -37,13 +37,15 @@ def _head(cv, kind: str):
 
 @reg.register("region")
 def region(cv):
-    """YOLOv2 head: the graph ends at its input grid; recorded as metadata irc.detection."""
+    """YOLOv2 head -> Viya's detection layer after the grid it reads (anchors, classes, num,
+    softmax and loss scales from the section; recorded as ONNX metadata irc.detection)."""
     _head(cv, "region")
 
 
 @reg.register("detection")
 def detection(cv):
-    """YOLOv1 head: the graph ends at its input vector; recorded as metadata irc.detection."""
+    """YOLOv1 head -> Viya's detection layer after the vector it reads (classes, num, sqrt
+    from the section; recorded as ONNX metadata irc.detection)."""
     _head(cv, "detection")
 
 
