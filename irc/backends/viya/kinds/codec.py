@@ -12,6 +12,7 @@ from __future__ import annotations
 from irc.errors import IrcError
 
 from .acts import ACTIVATIONS, act_by_code, act_from_label, act_name
+from .base import IN
 
 # Activations whose table label and code were seen in server tables (§4.5); irc always sends
 # act explicitly, so 'auto' is never written.
@@ -222,7 +223,7 @@ def write_rows(kind, layer, layer_id: float) -> list[tuple]:
     form = kind.table
     if kind.table_refusal:
         raise Rows(layer, layer_id, "").fail(kind.table_refusal)
-    if form is None or form.label is None or kind.scope != "in scope":
+    if form is None or form.label is None or kind.scope != IN:
         raise TableNotExpressible(f"layer {layer.name!r}: layer type {layer.kind!r} has no "
                                   "known table label/code",
                                   hint="use the buildModel/addLayer payloads in model.json")

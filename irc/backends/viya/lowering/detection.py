@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from irc.backends.viya.kinds.detection import ROW
 from irc.backends.viya.lowering.context import LoweringContext
 from irc.backends.viya.lowering.registry import LOWERINGS
 from irc.detection_spec import METADATA_KEY, DetectionSpec
@@ -56,7 +57,7 @@ def add_detection_layer(ctx: LoweringContext) -> None:
         return
     layer = ctx.add(None, "detection", detection_options(spec, grid), [grid_value], None,
                     name_hint="detection")
-    layer.out_shape = (spec.max_boxes * 6,)
+    layer.out_shape = (spec.max_boxes * ROW,)
     # the grid stays the compared output; the detection layer decodes it (kinds/detection.py)
     ctx.model.outputs[grid_value] = layer_name
 
